@@ -7,8 +7,8 @@ Also: windows/s sustained, reasoning tokens/s (one EmotionReasoning delta per ge
 and resident memory of the node process (psutil).
 
     .venv/bin/python benchmarks/bench_node.py --profile tiny --seconds 60
-    .venv/bin/python benchmarks/bench_node.py --profile nano --seconds 120
-Writes out/bench/node_<profile>.{json,md}.
+    .venv/bin/python benchmarks/bench_node.py --profile nano --seconds 120 [--llm-precision float32]
+Writes out/bench/node_<profile>_<llm precision>.{json,md}.
 """
 from __future__ import annotations
 
@@ -45,6 +45,8 @@ def main() -> int:
     ap.add_argument("--reasoning-every", type=int, default=4)
     ap.add_argument("--window", type=float, default=2.0)
     ap.add_argument("--hop", type=float, default=0.5)
+    ap.add_argument("--llm-precision", default="mixed",
+                    help="node parameter llm_precision (launch/perceive.yaml deploys mixed on CPUs)")
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "bench")
     args = ap.parse_args()
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -68,7 +70,8 @@ def main() -> int:
 
     proc = python_process("-m", "emotion_ros.nodes.perception_node", "--ros-args", "-p", f"profile:={args.profile}",
                           "-p", f"checkpoint:={checkpoint}", "-p", f"window_s:={args.window}", "-p", f"hop_s:={args.hop}",
-                          "-p", f"reasoning_every:={args.reasoning_every}", "-p", "asr:=never")
+                          "-p", f"reasoning_every:={args.reasoning_every}", "-p", "asr:=never",
+                          "-p", f"llm_precision:={args.llm_precision}")
     rclpy.init()
     node = rclpy.create_node("bench_node_driver")
     clock = node.get_clock()
@@ -128,7 +131,7 @@ def main() -> int:
     rates = [(len(v) - 1) / (v[-1] - v[0]) for v in deltas.values() if len(v) > 2 and v[-1] > v[0]]
     result = {
         "profile": args.profile, "checkpoint": checkpoint, "seconds": args.seconds, "window_s": args.window,
-        "hop_s": args.hop, "node_startup_s": round(startup_s, 1),
+        "hop_s": args.hop, "llm_precision": args.llm_precision, "node_startup_s": round(startup_s, 1),
         "states": len(latencies), "windows_per_s": round(len(latencies) / args.seconds, 3),
         "windows_per_s_offered": round(1 / args.hop, 3),
         "latency_window_end_to_state_ms_p50": round(float(np.nanpercentile(lat, 50)), 1),
@@ -140,7 +143,7 @@ def main() -> int:
         "load_average_1min": os.getloadavg()[0],
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    name = f"node_{args.profile}"
+    name = f"node_{args.profile}_{args.llm_precision}"
     (args.out / f"{name}.json").write_text(json.dumps(result, indent=2))
     md = ["| quantity | value |", "|---|---|"] + [f"| {k} | {v} |" for k, v in result.items()]
     (args.out / f"{name}.md").write_text("\n".join(md) + "\n")

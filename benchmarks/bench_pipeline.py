@@ -10,8 +10,10 @@ into overlapping windows (default window 2 s / hop 0.5 s) and every window goes 
                  Whisper, batched label scoring on a repeated prefix cache);
 - ``optimised``: FastInferenceEngine with every speed-up on (frame cache, real-length Whisper, prefix KV
                  shared with reasoning, whole label set in one pass);
-- optional ``optimised_ort`` (encoders + fusion/adapter on onnxruntime) and ``optimised_<dtype>`` (LLM cast
-  to e.g. bfloat16; run last because the cast is in place).
+- optional ``optimised_ort`` (encoders + fusion/adapter on onnxruntime) and ``optimised_<precision>`` (the
+  LLM in bfloat16 or ``mixed`` = bf16 prompt passes + int8 decode, runtime/precision.py; run last, each on
+  a freshly built model, because the change is in place).
+nano loads the shipped trained adapters (models/nano/adapters), i.e. the model the node deploys.
 
 Reported per variant: stage times (audio enc, vision enc, fusion+adapter, LLM label), per-window latency
 p50/p95, windows/s, real-time factor (mean service time / hop), label latency after window end for a
@@ -38,11 +40,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 import torch  # noqa: E402
 
+# Trained weights the benchmark loads per profile: what the node deploys (launch/perceive.yaml).
+DEPLOYED = {"nano": str(ROOT / "models" / "nano" / "adapters")}
 STAGES = ("audio_enc", "vision_enc", "fusion_adapter", "llm_label")
 TRANSCRIPTS = ["I really did not expect that to happen today", None,
                "well, that is just great, thank you so much", "hmm okay"]
@@ -161,64 +166,65 @@ def agreement(a, b):
 
 
 def llama_cpp_decode(model, n_tokens: int, threads: int, gguf: str | None, out_dir: Path) -> dict | None:
-    """llama.cpp decode tokens/s on the same LLM (merged), or None when llama-cpp-python is missing."""
+    """llama.cpp prefill ms and greedy decode tokens/s on the same LLM, or None without llama-cpp-python.
+
+    Files: ``--gguf`` if given; for the nano LLM (Gemma from the packaged Q4_K_M GGUF) the packaged file and
+    the deployed model itself: the LLM with its trained LoRA merged, written in the packaged file's own
+    storage types by runtime.export.export_merged_gguf. ``model`` must still carry its LoRA."""
     try:
         import llama_cpp
     except ImportError:
         return None
+    from parity_llama_cpp import llama_greedy
+
     results = {"version": llama_cpp.__version__}
     files = {}
     if gguf:
         files["given"] = gguf
     elif model.cfg.llm.kind == "gemma3-gguf":
-        # The nano LLM is the packaged Q4_K_M GGUF dequantised to fp32; with an untrained (zero) LoRA the
-        # merged model has exactly these weights, so this file is the same model in llama.cpp's Q4_K_M storage.
         from emotion_ros.backbones.gemma_gguf import gemma_gguf_file
+        from emotion_ros.runtime.export import export_merged_gguf
 
         files["packaged_q4_k_m"] = str(gemma_gguf_file())
-    conv = os.environ.get("LLAMA_CPP_CONVERT")
-    if conv and Path(conv).exists():
-        from emotion_ros.runtime.export import export_gguf, merge_lora_folder
-
-        merged = merge_lora_folder(model.llm, out_dir / "merged_llm")
-        for outtype in ("f32", "q8_0"):
-            files[f"merged_{outtype}"] = str(export_gguf(merged, out_dir / f"merged_{outtype}.gguf", outtype, conv))
+        if model.llm.has_lora:
+            files["merged_lora_q4_k_m"] = str(export_merged_gguf(model.llm, gemma_gguf_file(),
+                                                                 out_dir / "merged_lora_q4_k_m.gguf"))
     prompt = "The person in the video looks surprised because"
     for tag, path in files.items():
-        llm = llama_cpp.Llama(model_path=path, n_ctx=512, n_threads=threads, seed=0, verbose=False, logits_all=False)
+        llm = llama_cpp.Llama(model_path=path, n_ctx=512, n_threads=threads, seed=0, verbose=False)
         ids = llm.tokenize(prompt.encode(), add_bos=True)
-        llm.reset()
+        llama_greedy(llm, ids, 2)  # warm-up
         t = time.perf_counter()
-        llm.eval(ids)
+        llama_greedy(llm, ids, 1)
         prefill = time.perf_counter() - t
-        tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
         t = time.perf_counter()
-        for _ in range(n_tokens):
-            llm.eval([tok])
-            tok = int(np.argmax(llm.scores[llm.n_tokens - 1]))
-        dt = time.perf_counter() - t
+        tokens = llama_greedy(llm, ids, n_tokens + 1)
+        dt = time.perf_counter() - t - prefill
         results[tag] = {"file": path, "decode_tok_s": n_tokens / dt, "prefill_ms": 1e3 * prefill,
-                        "prompt_tokens": len(ids)}
+                        "prompt_tokens": len(ids), "text": llm.detokenize(tokens).decode("utf-8", "replace")}
         del llm
         gc.collect()
     return results
 
 
-def torch_decode(model, n_tokens: int) -> dict:
-    """PyTorch decode tokens/s of the bare LLM on a short text prompt (same protocol as llama_cpp_decode)."""
+def torch_decode(model, n_tokens: int, step_model=None, step_dtype=None) -> dict:
+    """PyTorch greedy decode tokens/s of the bare LLM on a short text prompt (same protocol as
+    llama_cpp_decode); ``step_model`` = what an engine decodes with (the int8 copy under ``mixed``)."""
     llm = model.llm
+    step = step_model or llm.model
+    dtype = step_dtype or llm.dtype
     ids = ([llm.bos_id] if llm.bos_id is not None else []) + llm.text_ids("The person in the video looks surprised because")
-    m = llm.model
     with torch.no_grad():
-        x = torch.tensor([ids])
-        out = m(input_ids=x, use_cache=True, logits_to_keep=1)
+        out = step(inputs_embeds=llm.embed_ids([ids]).to(dtype), use_cache=True, logits_to_keep=1)
         cache, tok = out.past_key_values, int(out.logits[0, -1].argmax())
+        tokens = [tok]
         t = time.perf_counter()
         for _ in range(n_tokens):
-            out = m(input_ids=torch.tensor([[tok]]), past_key_values=cache, use_cache=True)
+            out = step(inputs_embeds=llm.embed_ids([[tok]]).to(dtype), past_key_values=cache, use_cache=True)
             cache, tok = out.past_key_values, int(out.logits[0, -1].argmax())
+            tokens.append(tok)
         dt = time.perf_counter() - t
-    return {"decode_tok_s": n_tokens / dt, "dtype": str(llm.dtype)}
+    return {"decode_tok_s": n_tokens / dt, "dtype": str(dtype), "text": llm._decode(tokens)}
 
 
 def bench_profile(profile: str, args) -> dict:
@@ -229,8 +235,13 @@ def bench_profile(profile: str, args) -> dict:
     from emotion_ros.runtime.fast_engine import FastInferenceEngine, FastOptions
     from emotion_ros.runtime.synthetic import overlapping_windows, synthetic_sequence
 
+    trainable = args.checkpoint if args.checkpoint is not None else DEPLOYED.get(profile)
+
+    def build():
+        return build_model(get_profile(profile, trainable_path=trainable or None)).eval()
+
     t = time.perf_counter()
-    model = build_model(get_profile(profile))
+    model = build()
     build_s = time.perf_counter() - t
     frames, stamps, audio = synthetic_sequence(args.seconds, height=480, width=640, seed=0)
     windows = overlapping_windows(frames, stamps, audio, args.window, args.hop, transcripts=TRANSCRIPTS)
@@ -241,7 +252,7 @@ def bench_profile(profile: str, args) -> dict:
     order = args.variants
     for name in order:
         if name.startswith("optimised_") and name != "optimised_ort":
-            continue  # dtype variants last
+            continue  # precision variants last (each on a fresh model: they change it in place)
         print(f"[{profile}] {name} ...", flush=True)
         if name == "naive":
             eng = FastInferenceEngine(model, cfg, options=FastOptions.naive())
@@ -259,14 +270,22 @@ def bench_profile(profile: str, args) -> dict:
             variants[name]["backend"] = eng.backend.describe()
         _print_row(profile, variants[name])
     torch_llm = {"float32": torch_decode(model, args.decode_tokens)}
+    llama = None
+    if args.llama_cpp:
+        llama = llama_cpp_decode(model, args.decode_tokens, torch.get_num_threads(), args.gguf,
+                                 Path(args.out) / f"gguf_{profile}")
     for name in order:
         if name.startswith("optimised_") and name != "optimised_ort":
-            dtype = name.split("_", 1)[1]
+            precision = name.split("_", 1)[1]
             print(f"[{profile}] {name} ...", flush=True)
-            eng = FastInferenceEngine(model, cfg, options=FastOptions(llm_dtype=dtype))
+            del model
+            gc.collect()
+            model = build()
+            eng = FastInferenceEngine(model, cfg, options=FastOptions(llm_precision=precision))
             variants[name] = _safe(run_variant, name, eng, windows, args.hop, args.reason_windows, args.reason_tokens)
             _print_row(profile, variants[name])
-            torch_llm[dtype] = _safe(torch_decode, model, args.decode_tokens)
+            torch_llm[precision] = _safe(torch_decode, model, args.decode_tokens, eng.precision.step_model,
+                                         eng.precision.step_dtype)
     result = {"profile": profile, "build_s": build_s, "windows": len(windows), "window_s": args.window,
               "hop_s": args.hop, "sequence_s": args.seconds, "variants": variants, "torch_llm_decode": torch_llm}
     ok = {k: v for k, v in variants.items() if "error" not in v}
@@ -275,14 +294,13 @@ def bench_profile(profile: str, args) -> dict:
         for k, v in ok.items():
             v["speedup_vs_naive"] = base["latency_ms_p50"] / v["latency_ms_p50"]
             v["agreement_vs_naive"] = agreement(base, v)
-    if "reference" in ok:
-        for k, v in ok.items():
-            v["speedup_vs_reference"] = ok["reference"]["latency_ms_p50"] / v["latency_ms_p50"]
-            v["agreement_vs_reference"] = agreement(ok["reference"], v)
+    for base in ("reference", "optimised"):  # optimised: what the precision variants change
+        if base in ok:
+            for k, v in ok.items():
+                v[f"speedup_vs_{base}"] = ok[base]["latency_ms_p50"] / v["latency_ms_p50"]
+                v[f"agreement_vs_{base}"] = agreement(ok[base], v)
     if args.llama_cpp:
-        lc = llama_cpp_decode(model, args.decode_tokens, torch.get_num_threads(), args.gguf,
-                              Path(args.out) / f"gguf_{profile}")
-        result["llama_cpp"] = lc if lc is not None else {
+        result["llama_cpp"] = llama if llama is not None else {
             "missing": "llama-cpp-python is not installed; `.venv/bin/python benchmarks/parity_llama_cpp.py` "
                        "builds it (~7-10 min), then re-run this benchmark"}
     del model
@@ -345,11 +363,17 @@ def markdown(report: dict) -> str:
             else:
                 lines.append(f"- {prof['profile']}: llama.cpp {lc['version']} decode " + ", ".join(
                     f"{k} {d['decode_tok_s']:.1f} tok/s" for k, d in lc.items() if isinstance(d, dict)))
+                ref = lc.get("merged_lora_q4_k_m") or lc.get("given") or lc.get("packaged_q4_k_m")
+                if ref:
+                    lines.append(f"- {prof['profile']}: llama.cpp decode / engine reasoning tokens/s: " + ", ".join(
+                        f"{name} {ref['decode_tok_s'] / v['reasoning_tok_s']:.2f}x"
+                        for name, v in prof["variants"].items() if v.get("reasoning_tok_s")))
         for name, v in prof["variants"].items():
-            if "agreement_vs_reference" in v and name != "reference":
-                a = v["agreement_vs_reference"]
-                lines.append(f"- {prof['profile']} {name} vs reference: label agreement {a['label_agreement']:.2f}, "
-                             f"max |prob diff| {a['max_prob_diff']:.2g}")
+            for base in ("reference", "optimised"):
+                if f"agreement_vs_{base}" in v and name != base and not (base == "optimised" and name == "reference"):
+                    a = v[f"agreement_vs_{base}"]
+                    lines.append(f"- {prof['profile']} {name} vs {base}: label agreement {a['label_agreement']:.2f}, "
+                                 f"max |prob diff| {a['max_prob_diff']:.2g}")
     return "\n".join(lines) + "\n"
 
 
@@ -357,7 +381,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--profiles", nargs="+", default=["tiny", "nano"])
     ap.add_argument("--variants", nargs="+", default=["naive", "reference", "optimised", "optimised_ort"],
-                    help="naive reference optimised optimised_ort optimised_bfloat16")
+                    help="naive reference optimised optimised_ort optimised_<precision> (bfloat16, mixed: "
+                         "emotion_ros/runtime/precision.py)")
     ap.add_argument("--seconds", type=float, default=12.0, help="length of the synthetic sequence (10-20 s)")
     ap.add_argument("--window", type=float, default=2.0)
     ap.add_argument("--hop", type=float, default=0.5)
@@ -368,6 +393,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     ap.add_argument("--llama-cpp", action="store_true", help="also measure llama.cpp decode on the same LLM")
     ap.add_argument("--gguf", default=None, help="GGUF file of the merged LLM for --llama-cpp")
+    ap.add_argument("--checkpoint", default=None,
+                    help="trained weights to load (default: the shipped ones for nano, none for tiny; '' = none)")
     ap.add_argument("--out", default=str(ROOT / "out" / "bench"))
     args = ap.parse_args(argv)
     if args.threads:

@@ -69,6 +69,7 @@ class EngineConfig:
     seed: int = 0
     backend: str = "torch"        # encoders + fusion/adapter on: torch | onnxruntime | tensorrt
     optimised: bool = True        # frame cache, prompt-prefix KV cache, one-pass label scoring (runtime/)
+    llm_precision: str = "float32"  # float32 | bfloat16 | float16 | int8 (runtime/precision.py)
 
 
 class InferenceEngine:

@@ -43,6 +43,7 @@ PARAMETERS = {
     "checkpoint": "",                  # folder of trained fusion/adapter/LoRA weights ("" = untrained)
     "backend": "torch",                # torch | onnxruntime | tensorrt (falls back with a warning)
     "optimised": True,                 # streaming caches of emotion_ros/runtime (False = plain engine)
+    "llm_precision": "float32",        # float32 | bfloat16 | float16 | mixed (CPU: bf16 prompt + int8 decode, fastest)
     "label_set": "MER6",               # named label set (MER6, MELD7, SENTIMENT3, IEMOCAP4) ...
     "labels": [""],                    # ... or an explicit list, which wins when non-empty
     "task": "emotion",                 # task id of the label path
@@ -107,7 +108,7 @@ class EmotionPerceptionNode(LifecycleNode):
             profile=self.p("profile"), checkpoint=resolve_path(self.p("checkpoint")), labels=tuple(labels),
             task=self.p("task"), reasoning_task=self.p("reasoning_task"),
             reasoning_max_tokens=int(self.p("reasoning_max_tokens")), asr=self.p("asr"), seed=int(self.p("seed")),
-            backend=self.p("backend"), optimised=bool(self.p("optimised")),
+            backend=self.p("backend"), optimised=bool(self.p("optimised")), llm_precision=self.p("llm_precision"),
         )
         if not self.p("transcript_topic") and config.asr == "never":
             self.get_logger().warning("no transcript topic and asr=never: windows will have no text")

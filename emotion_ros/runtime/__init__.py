@@ -21,7 +21,8 @@ def build_engine(engine_config, backend: str = "torch", optimised: bool = True, 
 
     backend: "torch" | "onnxruntime" | "tensorrt" (encoders + fusion/adapter; the LLM runs in PyTorch).
     optimised=False with backend="torch" returns the plain reference InferenceEngine.
-    model: an already built EmotionLLaMA (else it is built from the profile + checkpoint, like
+    engine_config.llm_precision sets the LLM's precision (runtime.precision; in place) unless ``options``
+    says otherwise. model: an already built EmotionLLaMA (else it is built from the profile + checkpoint, like
     InferenceEngine.from_config). options: runtime.fast_engine.FastOptions. onnx_dir: where the ONNX
     export lives / is written (default: a per-model folder in ~/.cache/emotion_ros/onnx).
     """
@@ -29,21 +30,26 @@ def build_engine(engine_config, backend: str = "torch", optimised: bool = True, 
 
     from .backends import make_backend
     from .fast_engine import FastInferenceEngine, FastOptions
+    from .precision import set_llm_precision
 
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
     if model is None:
         base = InferenceEngine.from_config(engine_config)
         model, transcriber = base.model, transcriber or base.transcriber
-        if backend == "torch" and not optimised:
-            log.info("engine: reference InferenceEngine, backend torch")
-            return base
-    elif backend == "torch" and not optimised:
-        log.info("engine: reference InferenceEngine, backend torch")
+    if backend == "torch" and not optimised:
+        precision = set_llm_precision(model.llm, engine_config.llm_precision)
+        if precision.name == "mixed":
+            raise ValueError("llm_precision mixed needs the optimised engine (its decode steps run on the int8 "
+                             "copy); use optimised: true or another precision")
+        log.info("engine: reference InferenceEngine, backend torch, LLM %s", precision.name)
         return InferenceEngine(model, engine_config, transcriber=transcriber)
     be = make_backend(backend, model, onnx_dir=onnx_dir, **backend_options)
-    opts = options or (FastOptions() if optimised else FastOptions.naive())
-    engine = FastInferenceEngine(model, engine_config, transcriber=transcriber, backend=be, options=opts)
-    log.info("engine: %s, backend %s (requested %s)", "optimised" if optimised else "naive", be.name, backend)
+    if options is None:
+        options = FastOptions() if optimised else FastOptions.naive()
+        options.llm_precision = engine_config.llm_precision
+    engine = FastInferenceEngine(model, engine_config, transcriber=transcriber, backend=be, options=options)
+    log.info("engine: %s, backend %s (requested %s), LLM %s", "optimised" if optimised else "naive", be.name,
+             backend, engine.precision.name)
     engine.backend_requested = backend
     return engine

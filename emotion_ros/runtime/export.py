@@ -13,7 +13,11 @@ Why each exists
     fusion_adapter.onnx  audio [B,64,Da], temporal [B,64,C], global_cls [B,C], global_patches [B,n,C]
                           -> fusion/image/video/audio embeddings [B, N, H] (masks are applied outside)
   plus manifest.json (shapes, opset, the model config) so a backend can check it matches its model.
-- ``export_gguf``: the merged folder -> GGUF through llama.cpp's own converter script (for llama.cpp).
+- ``export_merged_gguf``: the merged LLM as a GGUF in the storage types of the GGUF it came from (the nano
+  LLM is the packaged Q4_K_M Gemma file): every tensor is copied as is except the LoRA-merged ones, which are
+  re-quantised to their original type with the ``gguf`` package. llama.cpp then runs exactly the deployed
+  model (benchmarks/bench_pipeline.py compares its decode speed with ours).
+- ``export_gguf``: the merged folder -> GGUF through llama.cpp's own converter script (any HF model).
 
 Exports use the TorchScript-based ONNX exporter (``dynamo=False``): the dynamo exporter needs
 ``onnxscript``, which is not a project dependency.
@@ -194,6 +198,77 @@ def onnx_up_to_date(model, out_dir: str | os.PathLike) -> bool:
 
 
 # -- GGUF ------------------------------------------------------------------------------------------------
+def export_merged_gguf(llm, base_gguf: str | os.PathLike, out_file: str | os.PathLike) -> Path:
+    """Write ``llm`` (EmotionLLM, LoRA merged on a copy) as ``base_gguf`` with the LoRA target weights replaced.
+
+    ``base_gguf`` must be the file the LLM's base weights were loaded from (checked: every replaced tensor's
+    base must dequantise to the unmerged weight). Metadata and untouched tensors are copied byte for byte.
+    """
+    from gguf import GGUFReader, GGUFValueType, GGUFWriter, get_tensor_name_map
+    from gguf.quants import dequantize, quantize
+
+    if not llm.has_lora:
+        raise ValueError("export_merged_gguf needs the LLM with its LoRA still attached (not merged in place): "
+                         "it replaces the LoRA target weights of the base file")
+    targets = set()
+    for cfg in llm.model.peft_config.values():
+        targets |= set(cfg.target_modules)
+    base_state = {k.replace("base_model.model.", "").replace(".base_layer", ""): v
+                  for k, v in llm.model.state_dict().items() if "lora_" not in k}
+    merged = merged_copy(llm).state_dict()
+    reader = GGUFReader(str(base_gguf))
+    arch = reader.fields["general.architecture"].contents()
+    n_blocks = int(reader.fields[f"{arch}.block_count"].contents())
+    names = get_tensor_name_map(gguf_arch(arch), n_blocks)
+    replace = {}
+    for hf_name, w in merged.items():
+        parts = hf_name.split(".")
+        if len(parts) < 2 or parts[-2] not in targets or parts[-1] != "weight":
+            continue
+        gname = names.get_name(hf_name.removeprefix("model."), try_suffixes=(".weight",))
+        if gname is None:
+            raise ValueError(f"no GGUF name for {hf_name}")
+        replace[gname] = (hf_name, w)
+    out_file = Path(out_file)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    writer = GGUFWriter(str(out_file), arch)
+    for name, field in reader.fields.items():
+        if name.startswith("GGUF.") or name == "general.architecture":
+            continue
+        sub = field.types[-1] if field.types[0] == GGUFValueType.ARRAY else None
+        writer.add_key_value(name, field.contents(), field.types[0], sub_type=sub)
+    done = set()
+    for t in reader.tensors:
+        data = t.data
+        if t.name in replace:
+            hf_name, w = replace[t.name]
+            base = base_state.get(hf_name)
+            if base is None or not torch.allclose(torch.from_numpy(dequantize(t.data, t.tensor_type)),
+                                                  base.float(), atol=1e-6):
+                raise ValueError(f"{base_gguf} is not the base of this LLM ({t.name} differs)")
+            data = quantize(w.float().numpy(), t.tensor_type)
+            done.add(t.name)
+        writer.add_tensor(t.name, data, raw_shape=data.shape if t.data.dtype == data.dtype else None,
+                          raw_dtype=t.tensor_type)
+    if done != set(replace):
+        raise ValueError(f"tensors missing from {base_gguf}: {sorted(set(replace) - done)}")
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return out_file
+
+
+def gguf_arch(name: str):
+    """gguf.MODEL_ARCH member of an architecture name as written in GGUF metadata (e.g. 'gemma3')."""
+    from gguf import MODEL_ARCH, MODEL_ARCH_NAMES
+
+    for arch, arch_name in MODEL_ARCH_NAMES.items():
+        if arch_name == name:
+            return arch
+    raise ValueError(f"unknown GGUF architecture {name!r}")
+
+
 def find_gguf_converter() -> Path | None:
     """llama.cpp's convert_hf_to_gguf.py: $LLAMA_CPP_CONVERT, or next to an installed llama.cpp checkout."""
     env = os.environ.get("LLAMA_CPP_CONVERT")

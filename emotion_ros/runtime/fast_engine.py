@@ -43,6 +43,7 @@ from emotion_ros.window import Window
 
 from .backends import Backend, TorchBackend
 from .frame_cache import CachedVisionEncoder, FrameEmbeddingCache
+from .precision import set_llm_precision
 
 
 @dataclass
@@ -55,7 +56,7 @@ class FastOptions:
     label_priority: bool = True
     frame_cache_size: int = 256
     window_states: int = 4  # windows whose prefix KV is kept for a later reasoning request
-    llm_dtype: str | None = None  # e.g. "bfloat16": cast the LLM (in place) — fast on AMX CPUs and GPUs
+    llm_precision: str = "float32"  # float32 | bfloat16 | float16 | mixed (runtime.precision; changes the model in place)
 
     @classmethod
     def naive(cls) -> "FastOptions":
@@ -85,8 +86,7 @@ class FastInferenceEngine(InferenceEngine):
         self.frame_cache = FrameEmbeddingCache(self.options.frame_cache_size) if self.options.frame_cache else None
         self.vision = CachedVisionEncoder(model.vision_encoder, self.frame_cache, self.backend.vision_backbone)
         self.llm = model.llm
-        if self.options.llm_dtype:
-            self.llm.model.to(getattr(torch, self.options.llm_dtype))
+        self.precision = set_llm_precision(self.llm, self.options.llm_precision)
         self._const_kv: dict = {}
         self._states: OrderedDict = OrderedDict()
         self._label_waiting = 0
@@ -175,6 +175,37 @@ class FastInferenceEngine(InferenceEngine):
             m = m.get_base_model()
         return getattr(m, "model", None)
 
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """LM head on hidden rows [n, H] -> float32 logits [n, V]. Called on a contiguous 2-D tensor: the
+        bfloat16 CPU matmul is ~30x slower on the strided [1, k, H] view the HF head would slice."""
+        m = self.llm.model
+        if hasattr(m, "get_base_model"):
+            m = m.get_base_model()
+        logits = F.linear(hidden.contiguous(), m.get_output_embeddings().weight)
+        cap = getattr(getattr(m, "config", None), "final_logit_softcapping", None)
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        return logits.float()
+
+    def _prompt_pass(self, embeds, mask, pos, cache, keep: int):
+        """A multi-token pass on ``cache``: (logits of the last ``keep`` positions [keep, V], new cache)."""
+        body = self._body()
+        if body is None:
+            out = self.llm.model(inputs_embeds=embeds.to(self.llm.dtype), attention_mask=mask, position_ids=pos,
+                                 past_key_values=cache, use_cache=True, logits_to_keep=keep)
+            return out.logits[0].float(), out.past_key_values
+        out = body(inputs_embeds=embeds.to(self.llm.dtype), attention_mask=mask, position_ids=pos,
+                   past_key_values=cache, use_cache=True)
+        return self._logits(out.last_hidden_state[0, -keep:]), out.past_key_values
+
+    def _step(self, token: int, mask, position: int, cache):
+        """One decode step (the int8 copy under ``mixed``): (logits [V], cache)."""
+        emb = self.llm.embed_ids([[token]]).to(self.precision.step_dtype)
+        out = self.precision.step_model(inputs_embeds=emb, attention_mask=mask,
+                                        position_ids=torch.tensor([[position]], device=self.llm.device),
+                                        past_key_values=cache, use_cache=True, logits_to_keep=1)
+        return out.logits[0, -1].float(), out.past_key_values
+
     def _fill(self, embeds, mask, start: int, cache=None):
         """Extend ``cache`` (or a new one) with ``embeds``; no logits."""
         body = self._body()
@@ -232,12 +263,13 @@ class FastInferenceEngine(InferenceEngine):
             return torch.softmax(self._tree_pass(cache, mask, tail_ids, seqs, inputs, B), 0)
         tmask = torch.ones(1, len(tail_ids), dtype=torch.long, device=dev)
         mask = torch.cat([mask, tmask], dim=1)
-        out = self._fwd(llm.embed_ids(tail_ids).unsqueeze(0), mask, B, cache=cache)
-        first = F.log_softmax(out.logits[0, -1].float(), dim=-1)
+        pos = torch.arange(B, P, device=dev).unsqueeze(0)
+        logits, cache = self._prompt_pass(llm.embed_ids(tail_ids).unsqueeze(0), mask, pos, cache, 1)
+        first = F.log_softmax(logits[0], dim=-1)
         score = torch.stack([first[s[0]] for s in seqs])
         if N == 0:
             return torch.softmax(score, 0)
-        return torch.softmax(score + self._repeat_pass(out.past_key_values, mask, seqs, P), 0)
+        return torch.softmax(score + self._repeat_pass(cache, mask, seqs, P), 0)
 
     def _tree_pass(self, cache, pmask, tail_ids, seqs, inputs, B) -> torch.Tensor:
         """Label scores from ONE forward of [task tail | every label's tokens] on the prefix cache.
@@ -268,10 +300,9 @@ class FastInferenceEngine(InferenceEngine):
                 pos.append(P + a)
             start += len(x)
         m.masked_fill_(allowed, 0.0)
-        out = llm.model(inputs_embeds=llm.embed_ids(ids).unsqueeze(0), attention_mask=m,
-                        position_ids=torch.tensor([pos], device=dev), past_key_values=cache, use_cache=True,
-                        logits_to_keep=N + 1)
-        logp = F.log_softmax(out.logits[0].float(), dim=-1)  # [N+1, V]: last tail token, then label tokens
+        logits, _ = self._prompt_pass(llm.embed_ids(ids).unsqueeze(0), m, torch.tensor([pos], device=dev), cache,
+                                      N + 1)
+        logp = F.log_softmax(logits, dim=-1)  # [N+1, V]: last tail token, then label tokens
         score = torch.stack([logp[0, s[0]] for s in seqs])
         start = 1
         extra = torch.zeros(len(seqs), device=dev)
@@ -391,11 +422,11 @@ class FastInferenceEngine(InferenceEngine):
             state.cache, state.length, state.mask = self._prefix(const_ids, part)
         cache, B = state.cache, state.length
         mask = torch.cat([state.mask, torch.ones(1, len(tail), dtype=torch.long, device=dev)], dim=1)
-        out = self._fwd(llm.embed_ids(tail).unsqueeze(0), mask, B, cache=cache)
+        pos = torch.arange(B, B + len(tail), device=dev).unsqueeze(0)
+        logits, cache = self._prompt_pass(llm.embed_ids(tail).unsqueeze(0), mask, pos, cache, 1)
+        logits = logits[0]
         yield ""
         P = mask.shape[1]
-        cache = out.past_key_values
-        logits = out.logits[0, -1].float()
         stop = ("</answer>",) if task == "think" else ()
         max_new = self.config.reasoning_max_tokens
         ids: list[int] = []
@@ -419,9 +450,7 @@ class FastInferenceEngine(InferenceEngine):
                 yield delta
                 break
             mask = torch.cat([mask, torch.ones(1, 1, dtype=mask.dtype, device=dev)], dim=1)
-            out = self._fwd(llm.embed_ids([[nxt]]), mask, P + step, cache=cache)
-            cache = out.past_key_values
-            logits = out.logits[0, -1].float()
+            logits, cache = self._step(nxt, mask, P + step, cache)
             yield delta
         final = llm._decode(ids)
         if len(final) > len(emitted) and final.startswith(emitted):
@@ -429,7 +458,8 @@ class FastInferenceEngine(InferenceEngine):
 
     # -- info -----------------------------------------------------------------------------------------
     def describe(self) -> dict:
-        d = {"engine": "fast", "options": dict(self.options.__dict__), **self.backend.describe()}
+        d = {"engine": "fast", "options": dict(self.options.__dict__), "llm_precision": self.precision.name,
+             **self.backend.describe()}
         if self.frame_cache is not None:
             d["frame_cache"] = self.frame_cache.stats()
         return d

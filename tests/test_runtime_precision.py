@@ -1,0 +1,148 @@
+"""LLM precision (runtime/precision.py) and the merged-LoRA GGUF export (runtime/export.py).
+
+tiny: the mechanics (what is quantised, what is shared, the engine still agrees with fp32). nano: the
+deployed model: labels of the ``mixed`` engine vs fp32, decode steps vs fp32, and the merged GGUF.
+"""
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from emotion_ros.config import get_profile
+from emotion_ros.engine import EngineConfig
+from emotion_ros.model.emotion_llama import build_model
+from emotion_ros.runtime import build_engine
+from emotion_ros.runtime.fast_engine import FastInferenceEngine, FastOptions
+from emotion_ros.runtime.precision import int8_copy, set_llm_precision
+from emotion_ros.runtime.synthetic import overlapping_windows, synthetic_sequence
+
+
+def _windows(n, h=48, w=64, seconds=3.5):
+    frames, stamps, audio = synthetic_sequence(seconds=seconds, height=h, width=w, seed=0)
+    return overlapping_windows(frames, stamps, audio, transcripts=["hello there", None, "I can't believe it"])[:n]
+
+
+def _is_int8(module) -> bool:
+    return type(module).__module__.startswith("torch.ao.nn.quantized")
+
+
+def _step_logits(llm, step_model, dtype, ids):
+    """Logits of the last position after a prompt pass on the fp32/bf16 model and one step on ``step_model``."""
+    with torch.no_grad():
+        out = llm.model(inputs_embeds=llm.embed_ids([ids[:-1]]), use_cache=True, logits_to_keep=1)
+        step = step_model(inputs_embeds=llm.embed_ids([[ids[-1]]]).to(dtype), past_key_values=out.past_key_values,
+                          use_cache=True, logits_to_keep=1)
+    return step.logits[0, -1].float()
+
+
+def test_unknown_precision_is_a_clear_error():
+    model = build_model(get_profile("tiny"))
+    with pytest.raises(ValueError, match="unknown LLM precision 'int4'"):
+        set_llm_precision(model.llm, "int4")
+
+
+def test_int8_copy_quantises_every_linear_and_shares_the_embeddings():
+    model = build_model(get_profile("tiny"))
+    llm = model.llm
+    llm.merge_lora()
+    step = int8_copy(llm.model)
+    linears = [n for n, m in llm.model.named_modules() if isinstance(m, nn.Linear)]
+    assert linears and all(_is_int8(step.get_submodule(n)) for n in linears)
+    assert all(isinstance(llm.model.get_submodule(n), nn.Linear) for n in linears)  # original untouched
+    assert step.get_input_embeddings() is llm.model.get_input_embeddings()
+
+
+def test_mixed_engine_agrees_with_fp32_on_tiny():
+    cfg = EngineConfig(profile="tiny", reasoning_max_tokens=8, asr="off")
+    windows = _windows(4)
+    ref_model = build_model(get_profile("tiny"))
+    mixed_model = copy.deepcopy(ref_model)
+    ref = FastInferenceEngine(ref_model, cfg)
+    eng = FastInferenceEngine(mixed_model, cfg, options=FastOptions(llm_precision="mixed"))
+    assert eng.precision.name == "mixed" and eng.describe()["llm_precision"] == "mixed"
+    assert mixed_model.llm.dtype == torch.bfloat16 and not mixed_model.llm.has_lora
+    for w in windows:
+        a, b = ref.process(copy.copy(w)), eng.process(copy.copy(w))
+        assert np.abs(np.subtract(a.scores, b.scores)).max() < 0.02
+        assert abs(sum(b.scores) - 1) < 1e-5
+    text = "".join(eng.stream_reasoning(copy.copy(windows[0])))
+    assert isinstance(text, str)
+    # The int8 decode step tracks fp32 on the same prefix.
+    ids = [ref_model.llm.bos_id or 1, 5, 17, 42, 99, 7]
+    a = _step_logits(ref_model.llm, ref_model.llm.model, torch.float32, ids)
+    b = _step_logits(mixed_model.llm, eng.precision.step_model, eng.precision.step_dtype, ids)
+    assert torch.nn.functional.cosine_similarity(a, b, dim=0) > 0.99
+
+
+def test_build_engine_takes_the_precision_from_the_engine_config():
+    model = build_model(get_profile("tiny"))
+    cfg = EngineConfig(profile="tiny", asr="off", llm_precision="bfloat16")
+    eng = build_engine(cfg, model=model)
+    assert eng.precision.name == "bfloat16" and model.llm.dtype == torch.bfloat16
+    eng.process(_windows(1)[0])
+
+
+@pytest.mark.nano
+def test_mixed_nano_keeps_the_labels_and_tracks_fp32_decoding():
+    """The deployed CPU setting (launch/perceive.yaml): same labels as fp32, probabilities within 0.08,
+    and the int8 decode step picks fp32's next token on most positions of a fp32-generated text."""
+    cfg = EngineConfig(profile="nano", asr="off", reasoning_max_tokens=8)
+    model = build_model(get_profile("nano", trainable_path="models/nano/adapters")).eval()
+    windows = _windows(4, h=240, w=320, seconds=3.0)
+    ref = FastInferenceEngine(model, cfg)
+    ref_out = [ref.process(copy.copy(w)) for w in windows]
+    llm = model.llm
+    ids = [llm.bos_id] + llm.text_ids("The person in the video looks surprised because")
+    with torch.no_grad():  # fp32 greedy continuation, logits of every position (teacher forcing reference)
+        for _ in range(24):
+            ids.append(int(llm.model(input_ids=torch.tensor([ids]), logits_to_keep=1).logits[0, -1].argmax()))
+        fp32_next = llm.model(input_ids=torch.tensor([ids])).logits[0].argmax(-1)
+    eng = FastInferenceEngine(model, cfg, options=FastOptions(llm_precision="mixed"))  # in place
+    for w, a in zip(windows, ref_out):
+        b = eng.process(copy.copy(w))
+        assert b.label == a.label
+        assert np.abs(np.subtract(a.scores, b.scores)).max() < 0.08
+    # teacher-forced: at each of the 24 generated positions, does the int8 step pick fp32's token?
+    step = eng.precision.step_model
+    n0 = len(ids) - 24
+    same = 0
+    with torch.no_grad():
+        out = llm.model(inputs_embeds=llm.embed_ids([ids[:n0 - 1]]), use_cache=True, logits_to_keep=1)
+        cache = out.past_key_values
+        for j in range(n0 - 1, len(ids) - 1):
+            o = step(inputs_embeds=llm.embed_ids([[ids[j]]]).float(), past_key_values=cache, use_cache=True,
+                     logits_to_keep=1)
+            cache = o.past_key_values
+            same += int(o.logits[0, -1].argmax()) == int(fp32_next[j])
+    assert same >= 20, f"int8 decode agreed with fp32 on {same}/24 positions"
+
+
+@pytest.mark.nano
+def test_merged_gguf_replaces_only_the_lora_targets(tmp_path):
+    from gguf import GGUFReader
+    from gguf.quants import dequantize
+
+    from emotion_ros.backbones.gemma_gguf import gemma_gguf_file
+    from emotion_ros.runtime.export import export_merged_gguf, merged_copy
+
+    model = build_model(get_profile("nano", trainable_path="models/nano/adapters")).eval()
+    out = export_merged_gguf(model.llm, gemma_gguf_file(), tmp_path / "merged.gguf")
+    base, merged = GGUFReader(str(gemma_gguf_file())), GGUFReader(str(out))
+    assert [t.name for t in base.tensors] == [t.name for t in merged.tensors]
+    state = merged_copy(model.llm).state_dict()
+    changed = []
+    for a, b in zip(base.tensors, merged.tensors):
+        assert a.tensor_type == b.tensor_type and list(a.shape) == list(b.shape)
+        if not np.array_equal(a.data, b.data):
+            changed.append(a.name)
+    assert len(changed) == 36 and all(n.endswith(("attn_q.weight", "attn_v.weight")) for n in changed)
+    t = next(t for t in merged.tensors if t.name == "blk.5.attn_v.weight")
+    w = state["model.layers.5.self_attn.v_proj.weight"].numpy()
+    rms = np.sqrt(np.mean((dequantize(t.data, t.tensor_type) - w) ** 2) / np.mean(w ** 2))
+    assert rms < 0.05, f"{t.tensor_type.name} re-quantisation of the merged weight: relative RMS error {rms:.3f}"
+    assert merged.fields["tokenizer.ggml.tokens"].contents()[:50] == base.fields["tokenizer.ggml.tokens"].contents()[:50]
+    model.llm.merge_lora()
+    with pytest.raises(ValueError, match="LoRA still attached"):
+        export_merged_gguf(model.llm, gemma_gguf_file(), tmp_path / "again.gguf")
