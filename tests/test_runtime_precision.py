@@ -146,3 +146,13 @@ def test_merged_gguf_replaces_only_the_lora_targets(tmp_path):
     model.llm.merge_lora()
     with pytest.raises(ValueError, match="LoRA still attached"):
         export_merged_gguf(model.llm, gemma_gguf_file(), tmp_path / "again.gguf")
+
+
+def test_offline_evaluation_can_run_the_node_precision():
+    from emotion_ros.engine import InferenceEngine
+    from emotion_ros.replay.offline import build_engine as offline_engine
+
+    assert type(offline_engine("tiny", asr="never")) is InferenceEngine  # float32: the reference engine
+    eng = offline_engine("tiny", asr="never", llm_precision="mixed")
+    assert isinstance(eng, FastInferenceEngine) and eng.precision.name == "mixed"
+    assert eng.process(_windows(1)[0]).label in eng.labels

@@ -242,3 +242,5 @@ def test_report_tiny(synth, tmp_path):
     assert rep["results"]["text_only"]["modalities"] == ["text"]
     md = (out / "report.md").read_text()
     assert "Table 10" in md and "Conflict subset" in md and "chance" in md.lower()
+    assert rep["feature_probe"]["metrics"]["overall"]["n"] == rep["n_test"]
+    assert "frozen features without the LLM" in md

@@ -170,3 +170,38 @@ def test_plot_losses_writes_png(tmp_path):
     empty.write_text("")
     with pytest.raises(ValueError):
         plot_losses(empty, tmp_path / "x.png")
+
+
+def test_feature_probe_learns_a_label_carried_by_one_modality():
+    """The frozen-feature reference row: the label is readable from the audio tokens only -> the probe
+    finds it; with the audio removed (missing modality = zeros) it falls to chance."""
+    from emotion_ros.model.emotion_llama import EncodedBatch
+    from training.probe import pooled_features, probe_predictions
+
+    gen = torch.Generator().manual_seed(0)
+    recs = _records(120)
+    codes = torch.randn(6, 16, generator=gen) * 3
+
+    def encoded(i, audio=True):
+        lab = MER6.labels.index(recs[i].label)
+        a = torch.randn(1, 8, 16, generator=gen) + (codes[lab] if audio else 0)
+        t = {"audio_tokens": a if audio else torch.zeros(1, 8, 16), "audio_mask": torch.full((1, 8), float(audio)),
+             "global_patches": torch.randn(1, 4, 12, generator=gen), "global_cls": torch.randn(1, 12, generator=gen),
+             "global_mask": torch.ones(1), "temporal_tokens": torch.randn(1, 8, 12, generator=gen),
+             "temporal_mask": torch.ones(1)}
+        return EncodedBatch.from_tensors(t, [None])
+
+    class Cache:
+        def __init__(self, audio):
+            self.items = {r.clip_id: encoded(i, audio) for i, r in enumerate(recs)}
+
+        def batch(self, records):
+            return EncodedBatch.cat([self.items[r.clip_id] for r in records])
+
+    assert pooled_features(Cache(True).batch(recs[:3])).shape == (3, 16 + 16 + 12 + 12)
+    train, test = recs[:90], recs[90:]
+    for audio, lo, hi in ((True, 0.9, 1.0), (False, 0.0, 0.5)):
+        preds = probe_predictions(Cache(audio), train, test)
+        acc = compute_metrics(test, preds)["overall"]["accuracy"]
+        assert lo <= acc <= hi, (audio, acc)
+        assert all(abs(sum(p["probs"]) - 1) < 1e-6 for p in preds)

@@ -12,6 +12,8 @@ training.evaluate (labels from the label path, emotion_ros.metrics):
                     stream carries no input information)                Table 8 ✗
 - ``audio_only`` / ``vision_only`` / ``text_only``: Stage 1 trained and tested with one input
                     modality (the others are removed exactly like a missing input)  Table 11 in spirit
+Plus a reference row that trains nothing of the model: logistic regression on the pooled frozen audio +
+vision features (training/probe.py), the yardstick for how much the trained path extracts.
 Writes ``DIR/report.md`` and ``DIR/report.json``: accuracy, weighted F1 and per-label accuracy per
 variant, accuracy per subset (consistent / conflict / missing modality), which modality the model
 follows on the conflict subset, and the chance levels (uniform 1/|labels|, majority class).
@@ -88,6 +90,31 @@ def run_variant(name: str, ns, out: Path, cache: str) -> dict:
             "eval_seconds": time.time() - t1, "metrics": metrics}
 
 
+def run_probe(ns, cache: str) -> dict:
+    """The frozen-feature reference (training/probe.py) on the same train/test split and feature cache."""
+    from training.data.manifest import read_manifest
+    from training.evaluate import compute_metrics
+    from training.features import FeatureCache
+    from training.probe import probe_predictions
+    from training.recipes import get_recipe
+    from emotion_ros.model.emotion_llama import build_model
+
+    recipe = get_recipe(ns.recipe)
+    cfg = recipe.model_config()
+    fc = FeatureCache(cache, cfg, cfg.vision.num_frames, recipe.frame_size)
+    records = read_manifest(ns.manifest)
+    train = [r for r in records if r.split == "train"]
+    test = [r for r in records if r.split == ns.split]
+    missing = [r for r in train + test if not fc.has(r)]
+    if missing:  # encoders needed only for clips not cached yet
+        fc.ensure(missing, build_model(cfg), recipe.encode_batch, progress=not ns.no_progress)
+    train = [r for r in train if fc.has(r)]
+    test = [r for r in test if fc.has(r)]
+    metrics = compute_metrics(test, probe_predictions(fc, train, test, seed=ns.seed or 0))
+    return {"variant": "feature_probe", "description": "logistic regression on pooled frozen audio+vision "
+            "features (no fusion, no LLM, no text)", "n_train": len(train), "metrics": metrics}
+
+
 def _final_of(variant: str, ns, out: Path) -> Path:
     stage = VARIANTS[variant][0]
     if ns.reuse and variant in ("stage1", "stage2"):
@@ -133,6 +160,15 @@ def render_markdown(report: dict) -> str:
     lines += table("Input modalities (Table 11 in spirit, Stage 1)",
                    [("audio only", "audio_only"), ("vision only", "vision_only"), ("text only", "text_only"),
                     ("audio + vision + text", "stage1")])
+    probe = report.get("feature_probe")
+    if probe:
+        m = probe["metrics"]
+        lines += ["## Reference: frozen features without the LLM", "",
+                  f"Logistic regression (scikit-learn, C=0.1) on the pooled frozen audio + vision features of the "
+                  f"{probe['n_train']} training clips (training/probe.py): accuracy {_pct(m['overall']['accuracy'])}, "
+                  f"weighted F1 {_pct(m['overall'].get('weighted_f1'))}. It cannot read the words and trains "
+                  "nothing of the model: how much label information the frozen encoders give at this data size.",
+                  ""]
     lines += ["## Per-label accuracy (recall)", "", "| variant | " + " | ".join(labels) + " |",
               "|---|" + "---|" * len(labels)]
     for v, r in res.items():
@@ -216,6 +252,7 @@ def _main(ns, argv) -> int:
         "chance": first["chance"], "steps_scale": ns.steps_scale, "seconds": time.time() - t0,
         "command": "python -m training.report " + " ".join(sys.argv[1:] if argv is None else argv),
         "results": results,
+        "feature_probe": run_probe(ns, cache),
     }
     (out / "report.json").write_text(json.dumps(report, indent=1))
     (out / "report.md").write_text(render_markdown(report))

@@ -119,7 +119,8 @@ def cmd_evaluate(args) -> int:
     if args.offline:
         from .offline import OfflineRunner, build_engine, default_windower_factory
 
-        engine = build_engine(args.profile, args.checkpoint, args.labels or (), args.label_set, seed=args.seed)
+        engine = build_engine(args.profile, args.checkpoint, args.labels or (), args.label_set, seed=args.seed,
+                              llm_precision=args.llm_precision)
         runner = OfflineRunner(engine, default_windower_factory(args.window_s, args.hop_s, args.window_mode))
         states_fn = lambda job: runner.run(job.bag, progress=True).states  # noqa: E731
     wheels = M.EmotionWheels.load(args.wheels) if args.wheels else None
@@ -201,6 +202,8 @@ def add_replay_commands(subparsers) -> None:
     p.add_argument("--label-set", default="MER6")
     p.add_argument("--labels", nargs="+")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--llm-precision", default="float32",
+                   help="float32 (reference engine) or the node's llm_precision, e.g. mixed (optimised engine)")
     p.add_argument("--window-s", type=float, default=2.0)
     p.add_argument("--hop-s", type=float, default=0.5)
     p.add_argument("--window-mode", default="fixed")

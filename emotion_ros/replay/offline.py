@@ -250,8 +250,10 @@ def default_windower_factory(window_s: float = DEFAULT_WINDOW_S, hop_s: float = 
 
 
 def build_engine(profile: str = "tiny", checkpoint: str = "", labels: Iterable[str] = (),
-                 label_set: str = "MER6", task: str = "emotion", seed: int = 0, asr: str = "auto"):
-    """The node's InferenceEngine for a profile (labels from a named set unless given explicitly)."""
+                 label_set: str = "MER6", task: str = "emotion", seed: int = 0, asr: str = "auto",
+                 llm_precision: str = "float32"):
+    """An engine for a profile (labels from a named set unless given explicitly): the reference
+    InferenceEngine in float32, else the node's optimised engine with that LLM precision."""
     from ..engine import EngineConfig, InferenceEngine
 
     labels = tuple(x for x in labels if x)
@@ -261,5 +263,10 @@ def build_engine(profile: str = "tiny", checkpoint: str = "", labels: Iterable[s
         if label_set not in LABEL_SETS:
             raise ValueError(f"unknown label set {label_set!r}; known: {sorted(LABEL_SETS)}")
         labels = tuple(LABEL_SETS[label_set])
-    return InferenceEngine.from_config(EngineConfig(profile=profile, checkpoint=checkpoint, labels=labels,
-                                                    task=task, seed=seed, asr=asr))
+    config = EngineConfig(profile=profile, checkpoint=checkpoint, labels=labels, task=task, seed=seed, asr=asr,
+                          llm_precision=llm_precision)
+    if llm_precision == "float32":
+        return InferenceEngine.from_config(config)
+    from ..runtime import build_engine as build_runtime_engine
+
+    return build_runtime_engine(config, optimised=True)
