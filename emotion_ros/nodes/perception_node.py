@@ -323,6 +323,12 @@ class EmotionPerceptionNode(LifecycleNode):
                 values[f"latency_ms/{stage}/p50"] = f"{np.percentile(arr, 50):.1f}"
                 values[f"latency_ms/{stage}/p95"] = f"{np.percentile(arr, 95):.1f}"
         values.update({f"modalities/{k}": str(v) for k, v in self.modalities_seen.items()})
+        engine = self.engine
+        if engine is not None:  # what really runs (after any fallback), not what was asked for
+            info = engine.describe() if hasattr(engine, "describe") else {"engine": "reference", "backend": "torch"}
+            values["engine/kind"] = str(info.get("engine", ""))
+            values["engine/backend"] = str(info.get("backend", ""))
+            values["engine/llm_precision"] = str(info.get("llm_precision", "float32"))
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         bad = counts["total_dropped"]
         status.level = DiagnosticStatus.WARN if bad else DiagnosticStatus.OK
