@@ -167,20 +167,20 @@ class FastInferenceEngine(InferenceEngine):
         return self.llm.model(inputs_embeds=embeds.to(self.llm.dtype), attention_mask=mask, position_ids=pos,
                               past_key_values=cache, use_cache=True, logits_to_keep=keep)
 
+    def _causal_lm(self):
+        """The HF causal LM under any peft wrapper."""
+        m = self.llm.model
+        return m.get_base_model() if hasattr(m, "get_base_model") else m
+
     def _body(self):
         """The decoder stack without the LM head (cache-only passes need no logits: the head is the largest
         matmul of a small LLM and would be computed for nothing)."""
-        m = self.llm.model
-        if hasattr(m, "get_base_model"):
-            m = m.get_base_model()
-        return getattr(m, "model", None)
+        return getattr(self._causal_lm(), "model", None)
 
     def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """LM head on hidden rows [n, H] -> float32 logits [n, V]. Called on a contiguous 2-D tensor: the
         bfloat16 CPU matmul is ~30x slower on the strided [1, k, H] view the HF head would slice."""
-        m = self.llm.model
-        if hasattr(m, "get_base_model"):
-            m = m.get_base_model()
+        m = self._causal_lm()
         logits = F.linear(hidden.contiguous(), m.get_output_embeddings().weight)
         cap = getattr(getattr(m, "config", None), "final_logit_softcapping", None)
         if cap:
