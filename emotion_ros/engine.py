@@ -65,6 +65,7 @@ class EngineConfig:
     task: str = "emotion"         # task id of the label path
     reasoning_task: str = "think"
     reasoning_max_tokens: int = 64
+    reasoning_repetition_penalty: float = 1.0  # > 1 discourages repeating generated tokens (1.0 = plain greedy)
     asr: str = "auto"             # auto (profile with ASR) | always | never: transcribe windows without a transcript
     seed: int = 0
     backend: str = "torch"        # encoders + fusion/adapter on: torch | onnxruntime | tensorrt
@@ -140,7 +141,8 @@ class InferenceEngine:
     def stream_reasoning(self, window: Window, should_stop: Callable[[], bool] = lambda: False) -> Iterator[str]:
         """Reasoning path: yields text deltas; the model lock is taken per token, never for the whole text."""
         stream = self.model.stream_reasoning(
-            window, self.labels, task=self.config.reasoning_task, max_new_tokens=self.config.reasoning_max_tokens
+            window, self.labels, task=self.config.reasoning_task, max_new_tokens=self.config.reasoning_max_tokens,
+            repetition_penalty=self.config.reasoning_repetition_penalty,
         )
         while not should_stop():
             with self._lock:

@@ -122,3 +122,13 @@ def test_stream_stops_and_handles_partial_utf8(llm):
     emb, mask = _prefix(llm)
     deltas = list(llm.stream(emb, mask, max_new_tokens=5))
     assert 1 <= len(deltas) <= 5
+
+
+def test_repetition_penalty_scales_only_generated_tokens():
+    from emotion_ros.model.llm import penalise_repeats
+
+    logits = torch.tensor([2.0, -2.0, 1.0, 0.5])
+    out = penalise_repeats(logits.clone(), [0, 1, 0], 2.0)
+    assert torch.allclose(out, torch.tensor([1.0, -4.0, 1.0, 0.5]))  # positive / p, negative * p, others kept
+    assert torch.equal(penalise_repeats(logits.clone(), [0, 1], 1.0), logits)
+    assert torch.equal(penalise_repeats(logits.clone(), [], 2.0), logits)

@@ -81,9 +81,11 @@ def test_padded_whisper_switch_matches_the_models_padded_path(model, windows):
     assert not torch.allclose(real, tokens, atol=1e-3)  # the switch really changes the computation
 
 
-def test_same_greedy_reasoning(model, windows):
-    ref = InferenceEngine(model, CFG)
-    fast = FastInferenceEngine(model, CFG)
+@pytest.mark.parametrize("penalty", [1.0, 1.5])
+def test_same_greedy_reasoning(model, windows, penalty):
+    cfg = replace(CFG, reasoning_repetition_penalty=penalty)
+    ref = InferenceEngine(model, cfg)
+    fast = FastInferenceEngine(model, cfg)
     for w in windows[:2]:
         w = _copy(w)
         fast.process(w)  # leaves the window's prefix KV for the reasoning path

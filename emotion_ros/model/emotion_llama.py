@@ -216,7 +216,8 @@ class EmotionLLaMA(nn.Module):
     @torch.no_grad()
     def stream_reasoning(self, window: Window, labels: Sequence[str] | None = None, task: str = "think",
                          instruction: str | None = None, max_new_tokens: int | None = None,
-                         do_sample: bool = False, seed: int | None = None) -> Iterator[str]:
+                         do_sample: bool = False, seed: int | None = None,
+                         repetition_penalty: float = 1.0) -> Iterator[str]:
         """Generated reasoning as text deltas. For task "think" generation stops after </answer>;
         ``parse_answer(''.join(deltas), labels)`` then reads the label."""
         labels = list(labels or self.cfg.labels)
@@ -227,7 +228,8 @@ class EmotionLLaMA(nn.Module):
             emb, mask = self.prompt_parts(enc, task, labels, instruction)[0]
             stop = ("</answer>",) if task == "think" else ()
             yield from self.llm.stream(emb, mask, max_new_tokens or self.cfg.llm.max_new_tokens,
-                                       do_sample=do_sample, seed=seed, stop=stop)
+                                       do_sample=do_sample, seed=seed, stop=stop,
+                                       repetition_penalty=repetition_penalty)
         finally:
             self.train(was_training)
 

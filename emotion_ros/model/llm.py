@@ -29,7 +29,20 @@ from torch import nn
 
 from emotion_ros.model.prompt import format_think_target, parse_answer  # re-exported: the answer format
 
-__all__ = ["EmotionLLM", "format_think_target", "parse_answer"]
+__all__ = ["EmotionLLM", "format_think_target", "parse_answer", "penalise_repeats"]
+
+
+def penalise_repeats(logits: torch.Tensor, generated: Sequence[int], penalty: float) -> torch.Tensor:
+    """transformers' repetition penalty (Keskar et al. 2019: positive logits / penalty, negative * penalty)
+    on the tokens generated so far; the prompt is multimodal embeddings, so only generated tokens count.
+    ``logits`` [V] is changed in place and returned. penalty 1.0 = off."""
+    if penalty == 1.0 or not generated:
+        return logits
+    from transformers import RepetitionPenaltyLogitsProcessor
+
+    ids = torch.tensor([list(generated)], dtype=torch.long, device=logits.device)
+    logits.copy_(RepetitionPenaltyLogitsProcessor(penalty)(ids, logits.unsqueeze(0))[0])
+    return logits
 
 
 class EmotionLLM(nn.Module):
@@ -131,10 +144,11 @@ class EmotionLLM(nn.Module):
     @torch.no_grad()
     def stream(self, prefix_embeds: torch.Tensor, prefix_mask: torch.Tensor, max_new_tokens: int = 64,
                do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, seed: int | None = None,
-               min_new_tokens: int = 1, stop: Sequence[str] = ()) -> Iterator[str]:
+               min_new_tokens: int = 1, stop: Sequence[str] = (), repetition_penalty: float = 1.0) -> Iterator[str]:
         """Yield decoded text deltas token by token (greedy unless ``do_sample``; ``seed`` makes sampling
-        reproducible). Stops at EOS, after ``max_new_tokens``, or once the text contains a ``stop`` string
-        (which is included)."""
+        reproducible; ``repetition_penalty`` > 1 discourages tokens already generated, see
+        ``penalise_repeats``). Stops at EOS, after ``max_new_tokens``, or once the text contains a ``stop``
+        string (which is included)."""
         emb = prefix_embeds if prefix_embeds.dim() == 3 else prefix_embeds.unsqueeze(0)
         mask = (prefix_mask if prefix_mask.dim() == 2 else prefix_mask.unsqueeze(0)).to(self.device).long()
         emb = emb.to(self.device, self.dtype)
@@ -153,6 +167,7 @@ class EmotionLLM(nn.Module):
                 logits[self._banned] = float("-inf")
             if step < min_new_tokens:
                 logits[self.eos_id] = float("-inf")
+            penalise_repeats(logits, ids, repetition_penalty)
             nxt = self._pick(logits, do_sample, temperature, top_p, gen)
             if nxt == self.eos_id:
                 break

@@ -63,6 +63,7 @@ PARAMETERS = {
     "reasoning_every": 1,              # stream reasoning for every Nth state; 0 = off
     "reasoning_task": "think",
     "reasoning_max_tokens": 64,
+    "reasoning_repetition_penalty": 1.0,  # > 1 (e.g. 1.3) discourages repeated tokens in the reasoning text
     "asr": "auto",                     # auto | always | never (not on/off: YAML reads those as booleans)
     "publish_hri": True,               # also hri_msgs/Expression when hri_msgs is importable
     "hri_topic": "/humans/faces/anonymous/expression",
@@ -107,8 +108,10 @@ class EmotionPerceptionNode(LifecycleNode):
         config = EngineConfig(
             profile=self.p("profile"), checkpoint=resolve_path(self.p("checkpoint")), labels=tuple(labels),
             task=self.p("task"), reasoning_task=self.p("reasoning_task"),
-            reasoning_max_tokens=int(self.p("reasoning_max_tokens")), asr=self.p("asr"), seed=int(self.p("seed")),
-            backend=self.p("backend"), optimised=bool(self.p("optimised")), llm_precision=self.p("llm_precision"),
+            reasoning_max_tokens=int(self.p("reasoning_max_tokens")),
+            reasoning_repetition_penalty=float(self.p("reasoning_repetition_penalty")),
+            asr=self.p("asr"), seed=int(self.p("seed")), backend=self.p("backend"),
+            optimised=bool(self.p("optimised")), llm_precision=self.p("llm_precision"),
         )
         if not self.p("transcript_topic") and config.asr == "never":
             self.get_logger().warning("no transcript topic and asr=never: windows will have no text")

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from emotion_ros.engine import EmotionResult, EngineConfig, InferenceEngine
+from emotion_ros.model.llm import penalise_repeats
 from emotion_ros.model.prompt import instruction as make_instruction
 from emotion_ros.model.prompt import prompt_segments, sanitize_transcript
 from emotion_ros.window import Window
@@ -436,6 +437,7 @@ class FastInferenceEngine(InferenceEngine):
                 logits[llm._banned] = float("-inf")
             if step < 1:
                 logits[llm.eos_id] = float("-inf")
+            penalise_repeats(logits, ids, self.config.reasoning_repetition_penalty)
             nxt = int(torch.argmax(logits))
             if nxt == llm.eos_id:
                 break
