@@ -82,6 +82,10 @@ def test_build_engine_takes_the_precision_from_the_engine_config():
     eng = build_engine(cfg, model=model)
     assert eng.precision.name == "bfloat16" and model.llm.dtype == torch.bfloat16
     eng.process(_windows(1)[0])
+    fresh = build_model(get_profile("tiny"))
+    with pytest.raises(ValueError, match="mixed needs the optimised engine"):
+        build_engine(EngineConfig(profile="tiny", asr="off", llm_precision="mixed"), optimised=False, model=fresh)
+    assert fresh.llm.dtype == torch.float32 and fresh.llm.has_lora  # refused before touching the model
 
 
 @pytest.mark.nano

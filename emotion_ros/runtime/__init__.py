@@ -38,10 +38,10 @@ def build_engine(engine_config, backend: str = "torch", optimised: bool = True, 
         base = InferenceEngine.from_config(engine_config)
         model, transcriber = base.model, transcriber or base.transcriber
     if backend == "torch" and not optimised:
-        precision = set_llm_precision(model.llm, engine_config.llm_precision)
-        if precision.name == "mixed":
+        if engine_config.llm_precision == "mixed":
             raise ValueError("llm_precision mixed needs the optimised engine (its decode steps run on the int8 "
                              "copy); use optimised: true or another precision")
+        precision = set_llm_precision(model.llm, engine_config.llm_precision)
         log.info("engine: reference InferenceEngine, backend torch, LLM %s", precision.name)
         return InferenceEngine(model, engine_config, transcriber=transcriber)
     be = make_backend(backend, model, onnx_dir=onnx_dir, **backend_options)
