@@ -134,7 +134,7 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (tuples become lists)."""
-        return _jsonify(dataclasses.asdict(self))
+        return jsonify(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
@@ -165,11 +165,12 @@ class ModelConfig:
         }
 
 
-def _jsonify(obj):
+def jsonify(obj):
+    """Dataclass ``asdict`` output made JSON-friendly (tuples -> lists, recursively)."""
     if isinstance(obj, dict):
-        return {k: _jsonify(v) for k, v in obj.items()}
+        return {k: jsonify(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonify(v) for v in obj]
+        return [jsonify(v) for v in obj]
     return obj
 
 

@@ -17,6 +17,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from emotion_ros.config import jsonify
+
 
 @dataclass
 class StageRecipe:
@@ -69,7 +71,7 @@ class Recipe:
         return getattr(self, key)
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonify(dataclasses.asdict(self))
+        return jsonify(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, d: dict) -> "Recipe":
@@ -87,14 +89,6 @@ class Recipe:
         from emotion_ros.config import get_profile
 
         return get_profile(self.profile, **{**self.model_overrides, **extra})
-
-
-def _jsonify(obj):
-    if isinstance(obj, dict):
-        return {k: _jsonify(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonify(v) for v in obj]
-    return obj
 
 
 def paper() -> Recipe:
