@@ -17,7 +17,6 @@ Why each exists
   LLM is the packaged Q4_K_M Gemma file): every tensor is copied as is except the LoRA-merged ones, which are
   re-quantised to their original type with the ``gguf`` package. llama.cpp then runs exactly the deployed
   model (benchmarks/bench_pipeline.py compares its decode speed with ours).
-- ``export_gguf``: the merged folder -> GGUF through llama.cpp's own converter script (any HF model).
 
 Exports use the TorchScript-based ONNX exporter (``dynamo=False``): the dynamo exporter needs
 ``onnxscript``, which is not a project dependency.
@@ -27,9 +26,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import torch
@@ -261,57 +257,9 @@ def export_merged_gguf(llm, base_gguf: str | os.PathLike, out_file: str | os.Pat
 
 def gguf_arch(name: str):
     """gguf.MODEL_ARCH member of an architecture name as written in GGUF metadata (e.g. 'gemma3')."""
-    from gguf import MODEL_ARCH, MODEL_ARCH_NAMES
+    from gguf import MODEL_ARCH_NAMES
 
     for arch, arch_name in MODEL_ARCH_NAMES.items():
         if arch_name == name:
             return arch
     raise ValueError(f"unknown GGUF architecture {name!r}")
-
-
-def find_gguf_converter() -> Path | None:
-    """llama.cpp's convert_hf_to_gguf.py: $LLAMA_CPP_CONVERT, or next to an installed llama.cpp checkout."""
-    env = os.environ.get("LLAMA_CPP_CONVERT")
-    if env and Path(env).exists():
-        return Path(env)
-    for cand in (shutil.which("convert_hf_to_gguf.py"),):
-        if cand:
-            return Path(cand)
-    return None
-
-
-def export_gguf(merged_dir: str | os.PathLike, out_file: str | os.PathLike, outtype: str = "f32",
-                converter: str | os.PathLike | None = None) -> Path:
-    """Merged HF folder -> GGUF (``outtype`` f32 | f16 | bf16 | q8_0) with llama.cpp's converter script.
-
-    The converter ships in the llama.cpp sources (also inside the llama-cpp-python sdist under
-    vendor/llama.cpp/); pass its path or set LLAMA_CPP_CONVERT. K-quants (Q4_K_M) need llama.cpp's
-    quantize step afterwards (``quantize_gguf``).
-    """
-    conv = Path(converter) if converter else find_gguf_converter()
-    if conv is None or not conv.exists():
-        raise FileNotFoundError("llama.cpp's convert_hf_to_gguf.py was not found: set LLAMA_CPP_CONVERT to its "
-                                "path (it is in the llama.cpp sources, e.g. the llama-cpp-python sdist's "
-                                "vendor/llama.cpp/)")
-    out_file = Path(out_file)
-    out_file.parent.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    subprocess.run([sys.executable, str(conv), str(merged_dir), "--outfile", str(out_file), "--outtype", outtype],
-                   check=True, env=env, capture_output=True)
-    return out_file
-
-
-def quantize_gguf(in_file: str | os.PathLike, out_file: str | os.PathLike, ftype: str = "Q4_K_M") -> Path:
-    """Re-quantise a GGUF with llama.cpp (through llama-cpp-python's binding of llama_model_quantize)."""
-    import ctypes
-
-    import llama_cpp
-
-    ftypes = {"Q4_K_M": llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M, "Q8_0": llama_cpp.LLAMA_FTYPE_MOSTLY_Q8_0,
-              "F16": llama_cpp.LLAMA_FTYPE_MOSTLY_F16}
-    params = llama_cpp.llama_model_quantize_default_params()
-    params.ftype = ftypes[ftype]
-    rc = llama_cpp.llama_model_quantize(str(in_file).encode(), str(out_file).encode(), ctypes.byref(params))
-    if rc != 0:
-        raise RuntimeError(f"llama_model_quantize failed with {rc}")
-    return Path(out_file)
