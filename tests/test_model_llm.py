@@ -132,3 +132,15 @@ def test_repetition_penalty_scales_only_generated_tokens():
     assert torch.allclose(out, torch.tensor([1.0, -4.0, 1.0, 0.5]))  # positive / p, negative * p, others kept
     assert torch.equal(penalise_repeats(logits.clone(), [0, 1], 1.0), logits)
     assert torch.equal(penalise_repeats(logits.clone(), [], 2.0), logits)
+
+
+def test_stream_ends_at_the_stop_string_even_inside_a_token(llm):
+    """A token that completes the stop string and carries more characters ("</answer>:") is cut after it."""
+    emb, mask = _prefix(llm)
+    deltas = list(llm.stream(emb, mask, max_new_tokens=8))  # one delta per token here (no partial UTF-8)
+    k = next(k for k, d in enumerate(deltas) if len(d) >= 2)
+    stop = "".join(deltas[:k]) + deltas[k][:-1]  # ends inside token k
+    assert "".join(llm.stream(emb, mask, max_new_tokens=8, stop=[stop])) == stop
+    from emotion_ros.model.llm import clip_at_stop
+    assert clip_at_stop("a</answer>:b</answer>", ["</answer>"]) == ("a</answer>", True)
+    assert clip_at_stop("abc", ["</answer>"]) == ("abc", False)

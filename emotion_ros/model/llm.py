@@ -32,6 +32,13 @@ from emotion_ros.model.prompt import format_think_target, parse_answer  # re-exp
 __all__ = ["EmotionLLM", "format_think_target", "parse_answer", "penalise_repeats"]
 
 
+def clip_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """``text`` up to and including its first ``stop`` string, and whether one was found. One token can
+    carry characters past the stop string ("</answer>:"); they are not part of the answer."""
+    ends = [text.index(s) + len(s) for s in stop if s in text]
+    return (text[:min(ends)], True) if ends else (text, False)
+
+
 def penalise_repeats(logits: torch.Tensor, generated: Sequence[int], penalty: float) -> torch.Tensor:
     """transformers' repetition penalty (Keskar et al. 2019: positive logits / penalty, negative * penalty)
     on the tokens generated so far; the prompt is multimodal embeddings, so only generated tokens count.
@@ -148,7 +155,7 @@ class EmotionLLM(nn.Module):
         """Yield decoded text deltas token by token (greedy unless ``do_sample``; ``seed`` makes sampling
         reproducible; ``repetition_penalty`` > 1 discourages tokens already generated, see
         ``penalise_repeats``). Stops at EOS, after ``max_new_tokens``, or once the text contains a ``stop``
-        string (which is included)."""
+        string (the text ends with it)."""
         emb = prefix_embeds if prefix_embeds.dim() == 3 else prefix_embeds.unsqueeze(0)
         mask = (prefix_mask if prefix_mask.dim() == 2 else prefix_mask.unsqueeze(0)).to(self.device).long()
         emb = emb.to(self.device, self.dtype)
@@ -172,12 +179,12 @@ class EmotionLLM(nn.Module):
             if nxt == self.eos_id:
                 break
             ids.append(nxt)
-            text = self._decode(ids)
+            text, stopped = clip_at_stop(self._decode(ids), stop)
             stable = text.rstrip("\ufffd")
             if len(stable) > len(emitted) and stable.startswith(emitted):
                 yield stable[len(emitted):]
                 emitted = stable
-            if stop and any(s in text for s in stop):
+            if stopped:
                 break
             if step == max_new_tokens - 1:
                 break
@@ -186,7 +193,7 @@ class EmotionLLM(nn.Module):
             out = self._forward(self.embed_ids([[nxt]]), mask, pos, cache=cache)
             cache = out.past_key_values
             logits = out.logits[0, -1].float()
-        final = self._decode(ids)
+        final, _ = clip_at_stop(self._decode(ids), stop)
         if len(final) > len(emitted) and final.startswith(emitted):
             yield final[len(emitted):]
 

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from emotion_ros.engine import EmotionResult, EngineConfig, InferenceEngine
-from emotion_ros.model.llm import penalise_repeats
+from emotion_ros.model.llm import clip_at_stop, penalise_repeats
 from emotion_ros.model.prompt import instruction as make_instruction
 from emotion_ros.model.prompt import prompt_segments, sanitize_transcript
 from emotion_ros.window import Window
@@ -442,19 +442,19 @@ class FastInferenceEngine(InferenceEngine):
             if nxt == llm.eos_id:
                 break
             ids.append(nxt)
-            text = llm._decode(ids)
+            text, stopped = clip_at_stop(llm._decode(ids), stop)
             stable = text.rstrip("\ufffd")
             delta = ""
             if len(stable) > len(emitted) and stable.startswith(emitted):
                 delta = stable[len(emitted):]
                 emitted = stable
-            if (stop and any(s in text for s in stop)) or step == max_new - 1:
+            if stopped or step == max_new - 1:
                 yield delta
                 break
             mask = torch.cat([mask, torch.ones(1, 1, dtype=mask.dtype, device=dev)], dim=1)
             logits, cache = self._step(nxt, mask, P + step, cache)
             yield delta
-        final = llm._decode(ids)
+        final, _ = clip_at_stop(llm._decode(ids), stop)
         if len(final) > len(emitted) and final.startswith(emitted):
             yield final[len(emitted):]
 
