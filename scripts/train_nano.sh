@@ -24,9 +24,12 @@ M="$WORK/data/manifest.jsonl"
 "$PY" -m training.train --recipe nano --manifest "$M" --stage 2 --out "$WORK/run" --eval-split test --threads 1 --resume
 "$PY" -m training.plots "$WORK/run/stage1/metrics.jsonl" "$WORK/run/stage2/metrics.jsonl" --out "$WORK/run/loss.png" \
   --title "nano: Stage 1 (perception) then Stage 2 (cognition)"
+# the export swaps the whole directory in atomically: keep the hand-written TRAINING.md across it
+cp models/nano/adapters/TRAINING.md "$WORK/TRAINING.md.keep"
 "$PY" -m training.export --checkpoint "$WORK/run/stage2/final" --out models/nano/adapters --dtype float16 \
   --metadata "{\"data_seed\": $SEED, \"num_clips\": $NUM, \"command\": \"scripts/train_nano.sh\"}"
 # held-out metrics of exactly the shipped (fp16) weights; --think 6 also scores the reasoning path
 "$PY" -m training.evaluate --checkpoint models/nano/adapters --manifest "$M" --split test \
   --cache "$WORK/run/feature_cache" --threads 1 --think 6 --out "$WORK/eval_shipped.json"
 cp "$WORK/run/loss.png" models/nano/adapters/loss.png
+cp "$WORK/TRAINING.md.keep" models/nano/adapters/TRAINING.md
