@@ -110,15 +110,12 @@ def test_stream_stops_and_handles_partial_utf8(llm):
     """Deltas never contain a half character; their concatenation is the decoded sequence."""
     tok = llm.tokenizer
     ids = tok("héllo wörld ✓", add_special_tokens=False).input_ids
-    # emulate the stream's incremental decode
-    emitted = ""
-    for k in range(1, len(ids) + 1):
-        text = tok.decode(ids[:k], skip_special_tokens=True, clean_up_tokenization_spaces=False)
-        stable = text.rstrip("\ufffd")
-        if len(stable) > len(emitted) and stable.startswith(emitted):
-            assert "\ufffd" not in stable[len(emitted):]
-            emitted = stable
-    assert emitted == "héllo wörld ✓"
+    from emotion_ros.model.llm import TextDeltas  # the stream's incremental decode
+
+    text = TextDeltas(llm._decode)
+    deltas = [text.push(ids[:k])[0] for k in range(1, len(ids) + 1)]
+    assert not any("\ufffd" in d for d in deltas)
+    assert "".join(deltas) + text.flush(ids) == "héllo wörld ✓" and text.emitted == "héllo wörld ✓"
     emb, mask = _prefix(llm)
     deltas = list(llm.stream(emb, mask, max_new_tokens=5))
     assert 1 <= len(deltas) <= 5
@@ -134,13 +131,16 @@ def test_repetition_penalty_scales_only_generated_tokens():
     assert torch.equal(penalise_repeats(logits.clone(), [], 2.0), logits)
 
 
-def test_stream_ends_at_the_stop_string_even_inside_a_token(llm):
-    """A token that completes the stop string and carries more characters ("</answer>:") is cut after it."""
-    emb, mask = _prefix(llm)
-    deltas = list(llm.stream(emb, mask, max_new_tokens=8))  # one delta per token here (no partial UTF-8)
-    k = next(k for k, d in enumerate(deltas) if len(d) >= 2)
-    stop = "".join(deltas[:k]) + deltas[k][:-1]  # ends inside token k
-    assert "".join(llm.stream(emb, mask, max_new_tokens=8, stop=[stop])) == stop
-    from emotion_ros.model.llm import clip_at_stop
+def test_stream_text_ends_at_the_stop_string_even_inside_a_token():
+    """A token that completes the stop string and carries more characters ("</answer>:") is cut after it
+    (TextDeltas is the decode bookkeeping of both the reference and the optimised reasoning loops)."""
+    from emotion_ros.model.llm import TextDeltas, clip_at_stop
+
+    vocab = ["<think>hm</think>", "<answer>sad</", "answer>:", " more"]
+    text = TextDeltas(lambda ids: "".join(vocab[i] for i in ids), stop=["</answer>"])
+    assert text.push([0]) == ("<think>hm</think>", False)
+    assert text.push([0, 1]) == ("<answer>sad</", False)
+    assert text.push([0, 1, 2]) == ("answer>", True)
+    assert text.flush([0, 1, 2]) == "" and text.emitted == "<think>hm</think><answer>sad</answer>"
     assert clip_at_stop("a</answer>:b</answer>", ["</answer>"]) == ("a</answer>", True)
     assert clip_at_stop("abc", ["</answer>"]) == ("abc", False)

@@ -21,7 +21,7 @@ training, scoring and generation alike.
 from __future__ import annotations
 
 import warnings
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -37,6 +37,29 @@ def clip_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     carry characters past the stop string ("</answer>:"); they are not part of the answer."""
     ends = [text.index(s) + len(s) for s in stop if s in text]
     return (text[:min(ends)], True) if ends else (text, False)
+
+
+class TextDeltas:
+    """The text of a growing list of generated ids, as deltas: never half a UTF-8 character, and ending at
+    the first stop string (``clip_at_stop``). Shared by the reference and the optimised decode loops."""
+
+    def __init__(self, decode: Callable[[list[int]], str], stop: Sequence[str] = ()):
+        self._decode, self._stop, self.emitted = decode, tuple(stop), ""
+
+    def push(self, ids: list[int]) -> tuple[str, bool]:
+        """New stable text after the last id, and whether a stop string has been reached."""
+        text, stopped = clip_at_stop(self._decode(ids), self._stop)
+        return self._advance(text.rstrip("\ufffd")), stopped
+
+    def flush(self, ids: list[int]) -> str:
+        """Whatever is left once decoding ends (a trailing partial character included)."""
+        return self._advance(clip_at_stop(self._decode(ids), self._stop)[0])
+
+    def _advance(self, text: str) -> str:
+        if len(text) > len(self.emitted) and text.startswith(self.emitted):
+            delta, self.emitted = text[len(self.emitted):], text
+            return delta
+        return ""
 
 
 def penalise_repeats(logits: torch.Tensor, generated: Sequence[int], penalty: float) -> torch.Tensor:
@@ -168,7 +191,7 @@ class EmotionLLM(nn.Module):
         cache = out.past_key_values
         logits = out.logits[0, -1].float()
         ids: list[int] = []
-        emitted = ""
+        text = TextDeltas(self._decode, stop)
         for step in range(max_new_tokens):
             if self._banned:
                 logits[self._banned] = float("-inf")
@@ -179,11 +202,9 @@ class EmotionLLM(nn.Module):
             if nxt == self.eos_id:
                 break
             ids.append(nxt)
-            text, stopped = clip_at_stop(self._decode(ids), stop)
-            stable = text.rstrip("\ufffd")
-            if len(stable) > len(emitted) and stable.startswith(emitted):
-                yield stable[len(emitted):]
-                emitted = stable
+            delta, stopped = text.push(ids)
+            if delta:
+                yield delta
             if stopped:
                 break
             if step == max_new_tokens - 1:
@@ -193,9 +214,9 @@ class EmotionLLM(nn.Module):
             out = self._forward(self.embed_ids([[nxt]]), mask, pos, cache=cache)
             cache = out.past_key_values
             logits = out.logits[0, -1].float()
-        final, _ = clip_at_stop(self._decode(ids), stop)
-        if len(final) > len(emitted) and final.startswith(emitted):
-            yield final[len(emitted):]
+        rest = text.flush(ids)
+        if rest:
+            yield rest
 
     def _decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from emotion_ros.engine import EmotionResult, EngineConfig, InferenceEngine
-from emotion_ros.model.llm import clip_at_stop, penalise_repeats
+from emotion_ros.model.llm import TextDeltas, penalise_repeats
 from emotion_ros.model.prompt import instruction as make_instruction
 from emotion_ros.model.prompt import prompt_segments, sanitize_transcript
 from emotion_ros.window import Window
@@ -431,7 +431,7 @@ class FastInferenceEngine(InferenceEngine):
         stop = ("</answer>",) if task == "think" else ()
         max_new = self.config.reasoning_max_tokens
         ids: list[int] = []
-        emitted = ""
+        text = TextDeltas(llm._decode, stop)
         for step in range(max_new):
             if llm._banned:
                 logits[llm._banned] = float("-inf")
@@ -442,21 +442,16 @@ class FastInferenceEngine(InferenceEngine):
             if nxt == llm.eos_id:
                 break
             ids.append(nxt)
-            text, stopped = clip_at_stop(llm._decode(ids), stop)
-            stable = text.rstrip("\ufffd")
-            delta = ""
-            if len(stable) > len(emitted) and stable.startswith(emitted):
-                delta = stable[len(emitted):]
-                emitted = stable
+            delta, stopped = text.push(ids)
             if stopped or step == max_new - 1:
                 yield delta
                 break
             mask = torch.cat([mask, torch.ones(1, 1, dtype=mask.dtype, device=dev)], dim=1)
             logits, cache = self._step(nxt, mask, P + step, cache)
             yield delta
-        final, _ = clip_at_stop(llm._decode(ids), stop)
-        if len(final) > len(emitted) and final.startswith(emitted):
-            yield final[len(emitted):]
+        rest = text.flush(ids)
+        if rest:
+            yield rest
 
     # -- info -----------------------------------------------------------------------------------------
     def describe(self) -> dict:
