@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 WORK=${1:-/tmp/nano_train}
 SEED=2024   # synthetic data seed
-NUM=360     # clips (80 % train / 20 % test, stratified by the generator)
+NUM=720     # clips (80 % train / 20 % test, stratified by the generator)
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 if [ ! -f "$WORK/data/manifest.jsonl" ]; then

@@ -77,12 +77,31 @@ def test_loss_on_target_tokens_only(llm):
         tot += -_naive_scores(llm, e, m, [tgt])[0].item()
         n += len(ids)
     assert abs(loss.item() - tot / n) < 1e-4
+    summed = llm.loss([(emb, mask), (emb_b, mask_b)], ["happy", "it is sad"], reduction="sum")
+    assert abs(summed.item() - tot) < 1e-3
     # gradients reach LoRA but not the frozen base
     loss.backward()
     named = dict(llm.model.named_parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for k, p in named.items() if "lora_" in k)
     assert all(p.grad is None for k, p in named.items() if "lora_" not in k)
     llm.model.zero_grad(set_to_none=True)
+
+
+def test_per_sample_loss_weighs_each_answer_alike(llm):
+    """reduction="per_sample": each row's own mean token loss, whatever the other rows' lengths."""
+    rows = [_prefix(llm), _prefix(llm, n=33, seed=1)]
+    targets = ["happy", "it is sad because the voice is low and slow"]
+    per = llm.loss(rows, targets, reduction="per_sample")
+    assert per.shape == (2,)
+    for (e, m), tgt, got in zip(rows, targets, per):
+        alone = -_naive_scores(llm, e, m, [tgt])[0].item() / len(llm.target_ids(tgt))
+        assert abs(got.item() - alone) < 1e-4
+    # the token mean is dominated by the long answer; the per-sample mean is not
+    n = [len(llm.target_ids(t)) for t in targets]
+    token_mean = llm.loss(rows, targets).item()
+    assert abs(token_mean - (per[0].item() * n[0] + per[1].item() * n[1]) / sum(n)) < 1e-4
+    with pytest.raises(ValueError, match="reduction"):
+        llm.loss(rows, targets, reduction="max")
 
 
 def test_lora_config_applied():

@@ -228,19 +228,51 @@ def test_two_process_gloo_equals_one_process(synth, tmp_path):
     # how far training moved the weights (lr 1e-3..3e-3 per step here).
     assert diff < 1e-4 and moved > 100 * diff, (diff, moved)
 
+    # Stage 2 mixes 3-token labels with long reasoning answers and weighs every SAMPLE alike
+    # (loss_weighting "sample" in the tiny recipe): the same equality must hold for that normalisation.
+    from training.recipes import get_recipe
 
-def test_report_tiny(synth, tmp_path):
+    assert get_recipe("tiny").stage2.loss_weighting == "sample"
+    kw2 = dict(steps=2, batch_size=4, micro_batch=1, threads=1, init=str(one / "stage1" / "final"))
+    Trainer(_args(synth, one, stage="2", **kw2)).run()
+    mp.spawn(_worker, args=(2, _free_port(), _args(synth, two, stage="2", **kw2)), nprocs=2, join=True)
+    s1 = [x for x in _log(one / "stage2" / "metrics.jsonl") if x["kind"] == "train"]
+    s2 = [x for x in _log(two / "stage2" / "metrics.jsonl") if x["kind"] == "train"]
+    assert sum(x["tasks"]["think"] + x["tasks"]["reason"] for x in s1) > 0  # reasoning samples were mixed in
+    assert [x["loss"] for x in s2] == pytest.approx([x["loss"] for x in s1], abs=1e-5)
+    a, b = _final_tensors(one / "stage2"), _final_tensors(two / "stage2")
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-4
+
+
+def test_report_tiny(synth, tmp_path, monkeypatch):
     from training.report import main as report_main
 
     out = tmp_path / "report"
-    assert report_main(["--recipe", "tiny", "--manifest", synth["manifest"], "--out", str(out), "--cache",
-                        synth["cache"], "--variants", "stage1,no_prefusion,text_only", "--steps-scale", "0.05",
-                        "--threads", "1", "--no-progress"]) == 0
+    argv = ["--recipe", "tiny", "--manifest", synth["manifest"], "--out", str(out), "--cache", synth["cache"],
+            "--variants", "stage1,stage2,no_prefusion,text_only", "--steps-scale", "0.05", "--think", "1",
+            "--threads", "1", "--no-progress"]
+    assert report_main(argv) == 0
     rep = json.loads((out / "report.json").read_text())
-    assert set(rep["results"]) == {"stage1", "no_prefusion", "text_only"}
+    assert set(rep["results"]) == {"stage1", "stage2", "no_prefusion", "text_only"}
+    # the reasoning path is scored for the variant trained with reasoning data only
+    assert rep["results"]["stage2"]["metrics"]["think"]["n"] == 1
+    assert "think" not in rep["results"]["stage1"]["metrics"]
     assert rep["chance"]["uniform"] == pytest.approx(1 / 6)
     assert rep["results"]["text_only"]["modalities"] == ["text"]
     md = (out / "report.md").read_text()
     assert "Table 10" in md and "Conflict subset" in md and "chance" in md.lower()
     assert rep["feature_probe"]["metrics"]["overall"]["n"] == rep["n_test"]
-    assert "frozen features without the LLM" in md
+    assert "frozen features without the LLM" in md and "Reasoning path" in md
+
+    # a second run trains nothing and evaluates nothing again: the kept evaluations are reused
+    import training.evaluate
+
+    def no_eval(*a, **k):
+        raise AssertionError("evaluated again")
+
+    monkeypatch.setattr(training.evaluate, "evaluate_cached", no_eval)
+    assert report_main(argv) == 0
+    again = json.loads((out / "report.json").read_text())
+    for v, r in rep["results"].items():
+        assert again["results"][v]["metrics"] == r["metrics"]
+        assert again["results"][v]["train_seconds"] is None  # weights existed

@@ -41,9 +41,17 @@ class StageRecipe:
     recognition_fraction: float = 0.5
     think_fraction: float = 0.75
     micro_batch: int = 0  # per-process micro batch for gradient accumulation (0 = whole local batch)
+    # "token": the loss is the mean over all target tokens of the batch (the usual LM loss: a 100-token
+    # reasoning answer weighs 30x a 3-token label). "sample": the mean over samples of each sample's mean
+    # token loss, so recognition samples keep their weight in a Stage-2 mixture.
+    loss_weighting: str = "token"
     checkpoint_every: int = 100
     log_every: int = 1
     keep_checkpoints: int = 2
+
+    def __post_init__(self):
+        if self.loss_weighting not in ("token", "sample"):
+            raise ValueError(f"loss_weighting must be 'token' or 'sample', not {self.loss_weighting!r}")
 
 
 @dataclass
@@ -105,15 +113,19 @@ def paper() -> Recipe:
 
 def nano() -> Recipe:
     # Sized for a 2-core CPU: one Gemma-270M forward+backward of the ~290-token multimodal prompt
-    # dominates a step (the frozen encoders are cached): measured ~1.4 s per recognition sample with
-    # bf16 autocast and 1 thread on a busy 2-core machine, so Stage 1 (800 samples, ~2.8 epochs of 288
-    # clips) takes ~20 min and Stage 2 (320 samples, longer targets) ~10 min. Higher peak LR than the
-    # paper because the run is ~700x shorter.
-    s1 = StageRecipe(steps=100, batch_size=8, peak_lr=1e-3, warmup_steps=10, min_lr_ratio=0.05,
-                     checkpoint_every=10, log_every=1, recognition_fraction=1.0, micro_batch=4)
-    s2 = dataclasses.replace(s1, steps=40, peak_lr=5e-4, warmup_steps=5, recognition_fraction=0.5,
+    # dominates a step (the frozen encoders are cached; the frozen LLM weights are held in bf16 while
+    # stepping, training/precision.py): measured ~3.7 s per step of 8 recognition samples with 2 threads on
+    # an idle 2-core machine, ~5.5 s with 1 thread. Stage 1 = 2000 samples (~3.5 epochs of the 576 training
+    # clips of scripts/train_nano.sh). Higher peak LR than the paper because the run is ~200x shorter.
+    # Losses are averaged per sample ("sample"): with the usual token mean, Stage 2's ~100-token reasoning
+    # answers outweighed its 3-token label answers ~30:1 and 40 steps undid most of Stage 1's label accuracy
+    # (measured, docs/ablation_nano/NOTES.md).
+    s1 = StageRecipe(steps=250, batch_size=8, peak_lr=1e-3, warmup_steps=10, min_lr_ratio=0.05,
+                     checkpoint_every=25, log_every=1, recognition_fraction=1.0, micro_batch=4,
+                     loss_weighting="sample")
+    s2 = dataclasses.replace(s1, steps=100, peak_lr=5e-4, warmup_steps=5, recognition_fraction=0.5,
                              micro_batch=2)
-    joint = dataclasses.replace(s2, steps=140, peak_lr=1e-3, warmup_steps=10)
+    joint = dataclasses.replace(s2, steps=s1.steps + s2.steps, peak_lr=1e-3, warmup_steps=10)
     # No model overrides: the shipped weights must load into get_profile("nano") as is (LoRA r=16,
     # alpha=16 on q,v of Gemma-3-270M, the profile's setting).
     return Recipe("nano", "nano", s1, s2, joint, seed=0, encode_batch=4, autocast_bf16=True)
@@ -124,7 +136,7 @@ def tiny() -> Recipe:
     # LoRA dropout off so a 2-process run can be compared with a 1-process run.
     s1 = StageRecipe(steps=24, batch_size=4, peak_lr=5e-3, warmup_steps=3, checkpoint_every=8,
                      recognition_fraction=1.0, micro_batch=2)
-    s2 = dataclasses.replace(s1, steps=12, peak_lr=2e-3, recognition_fraction=0.5)
+    s2 = dataclasses.replace(s1, steps=12, peak_lr=2e-3, recognition_fraction=0.5, loss_weighting="sample")
     joint = dataclasses.replace(s2, steps=36, peak_lr=5e-3)
     # One torch thread: the tiny matrices gain nothing from threads, and on a busy machine two OpenMP
     # threads per process were measured 14x slower than one.

@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+from emotion_ros.backbones.cache import sha256_file
+
 VARIANTS = {
     # name: (stage, init-from variant, modalities, model overrides, description)
     "stage1": ("1", None, ("audio", "vision", "text"), {}, "Stage 1 only (perception)"),
@@ -71,23 +73,33 @@ def run_variant(name: str, ns, out: Path, cache: str) -> dict:
                          progress=not ns.no_progress, seed=ns.seed, threads=ns.threads)
         train_result = Trainer(args, D.DistInfo()).run()
     train_seconds = time.time() - t0
-    # evaluate the final weights on the held-out split
-    from emotion_ros.checkpoint import load_trainable
+    # evaluate the final weights on the held-out split (once: the result is kept beside the weights)
+    from emotion_ros.checkpoint import load_trainable, read_config
     from emotion_ros.model.emotion_llama import build_model
 
-    cfg = recipe.model_config(**overrides)
-    model = build_model(cfg)
-    meta = load_trainable(model, final)
-    fc = FeatureCache(cache, cfg, cfg.vision.num_frames, recipe.frame_size)
-    records = [r for r in read_manifest(ns.manifest) if r.split == ns.split]
-    records = fc.ensure(records, model, recipe.encode_batch, progress=not ns.no_progress)
-    t1 = time.time()
-    metrics = evaluate_cached(model, fc, records, modalities=mods, progress=not ns.no_progress)
-    md = meta.get("metadata") or {}
+    think = ns.think if stage in ("2", "joint") else 0  # the reasoning path exists only after reasoning data
+    key = {"weights": sha256_file(final / "config.json"), "manifest": sha256_file(ns.manifest),
+           "split": ns.split, "modalities": list(mods), "think": think}
+    saved = final.parent / f"report_eval_{ns.split}.json"
+    done = json.loads(saved.read_text()) if saved.is_file() else {}
+    if done.get("key") == key:
+        metrics, eval_seconds = done["metrics"], done["eval_seconds"]
+    else:
+        cfg = recipe.model_config(**overrides)
+        model = build_model(cfg)
+        load_trainable(model, final)
+        fc = FeatureCache(cache, cfg, cfg.vision.num_frames, recipe.frame_size)
+        records = [r for r in read_manifest(ns.manifest) if r.split == ns.split]
+        records = fc.ensure(records, model, recipe.encode_batch, progress=not ns.no_progress)
+        t1 = time.time()
+        metrics = evaluate_cached(model, fc, records, modalities=mods, think=think, progress=not ns.no_progress)
+        eval_seconds = time.time() - t1
+        saved.write_text(json.dumps({"key": key, "metrics": metrics, "eval_seconds": eval_seconds}, indent=1))
+    md = read_config(final).get("metadata") or {}
     return {"variant": name, "description": desc, "stage": stage, "modalities": list(mods),
             "overrides": overrides, "final": str(final), "reused": bool(reuse),
             "train_steps": md.get("steps"), "train_seconds": train_seconds if train_result else None,
-            "eval_seconds": time.time() - t1, "metrics": metrics}
+            "eval_seconds": eval_seconds, "metrics": metrics}
 
 
 def run_probe(ns, cache: str) -> dict:
@@ -155,6 +167,14 @@ def render_markdown(report: dict) -> str:
     lines += table("Training scheme (Table 10 in miniature)",
                    [("Perception (Stage 1)", "stage1"), ("Single joint training", "joint"),
                     ("P-to-C (Stage 1 + 2)", "stage2")])
+    thinking = [(v, r["metrics"]["think"]) for v, r in res.items() if r["metrics"].get("think")]
+    if thinking:
+        lines += ["Reasoning path (task `think`, greedy) on the first test clips: share of outputs in the "
+                  "`<think>..</think><answer>..</answer>` format, with a parsable answer, and with the right one.",
+                  "", "| variant | clips | well-formed | answered | answer correct |", "|---|---|---|---|---|"]
+        lines += [f"| {v} | {t['n']} | {_pct(t['well_formed'])} | {_pct(t['answered'])} | "
+                  f"{_pct(t['answer_accuracy'])} |" for v, t in thinking]
+        lines.append("")
     lines += table("Conv-Attention pre-fusion (Table 8 in miniature, Stage 1)",
                    [("without pre-fusion", "no_prefusion"), ("with Conv-Attention", "stage1")])
     lines += table("Input modalities (Table 11 in spirit, Stage 1)",
@@ -214,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps-scale", type=float, default=1.0, help="multiply every variant's recipe steps")
     ap.add_argument("--reuse", help="run dir whose stage1/final and stage2/final are used as is")
     ap.add_argument("--seed", type=int)
+    ap.add_argument("--think", type=int, default=6,
+                    help="also generate the reasoning (think task) for the first N test clips of the variants "
+                         "trained with reasoning data (stage2, joint)")
     ap.add_argument("--threads", type=int, help="torch threads (1 is fastest on a busy 2-core machine)")
     ap.add_argument("--no-progress", action="store_true")
     ns = ap.parse_args(argv)

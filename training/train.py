@@ -44,6 +44,7 @@ from emotion_ros.backbones.cache import sha256_file
 
 from training import distributed as D
 from training.curriculum import STAGES, Curriculum
+from training.precision import frozen_linears_in_bf16
 from training.recipes import Recipe, get_recipe
 from training.threads import torch_threads
 
@@ -364,8 +365,10 @@ class Trainer:
         model, info = self.model, self.info
         torch.manual_seed(step_seed(self.recipe.seed, self.args.stage, self.step, info.rank))
         samples = self.curriculum.batch(self.step, info.rank, info.world)
-        ntok = [len(model.llm.target_ids(s.target)) for s in samples]
-        ntok_global = D.all_reduce_sum(sum(ntok), info)
+        ntok_global = D.all_reduce_sum(sum(len(model.llm.target_ids(s.target)) for s in samples), info)
+        per_sample = self.sr.loss_weighting == "sample"
+        # the global loss is a sum over the global batch divided by this (tokens, or samples)
+        denom = D.all_reduce_sum(len(samples), info) if per_sample else ntok_global
         micro = self.sr.micro_batch or len(samples)
         self.opt.zero_grad(set_to_none=True)
         loss_sum = 0.0
@@ -378,11 +381,13 @@ class Trainer:
             with torch.autocast(device_type=torch.device(info.device).type, dtype=torch.bfloat16,
                                 enabled=self.recipe.autocast_bf16):
                 loss = model.loss(enc, [s.task for s in chunk], [list(s.labels) for s in chunk],
-                                  [s.instruction for s in chunk], [s.target for s in chunk])
-            n = sum(ntok[i:i + micro])
-            # scaled so the gradient summed over micro-batches and processes = that of the global mean
-            (loss * (n / ntok_global)).backward()
-            loss_sum += float(loss.detach()) * n
+                                  [s.instruction for s in chunk], [s.target for s in chunk],
+                                  reduction="per_sample" if per_sample else "sum")
+                if per_sample:
+                    loss = loss.sum()
+            # the gradient summed over micro-batches and processes = that of the global mean
+            (loss / denom).backward()
+            loss_sum += float(loss.detach())
             for s in chunk:
                 tasks[s.task] = tasks.get(s.task, 0) + 1
         D.all_reduce_grads(self.params, info)
@@ -395,7 +400,7 @@ class Trainer:
         self.step += 1
         for t in ("emotion", "reason", "think"):
             tasks[t] = int(D.all_reduce_sum(tasks.get(t, 0), info))
-        return {"loss": D.all_reduce_sum(loss_sum, info) / ntok_global, "lr": lr, "grad_norm": gnorm,
+        return {"loss": D.all_reduce_sum(loss_sum, info) / denom, "lr": lr, "grad_norm": gnorm,
                 "tokens": int(ntok_global), "tasks": tasks}
 
     # -- the loop ----------------------------------------------------------------------------------
@@ -443,26 +448,28 @@ class Trainer:
         interrupted = False
         log = open(self.metrics_path, "a") if self.info.is_main else None
         try:
-            while self.step < total:
-                t0 = time.time()
-                out = self.train_step()
-                done_here += 1
-                rec = {"kind": "train", "stage": self.args.stage, "step": self.step, "loss": out["loss"],
-                       "lr": out["lr"], "grad_norm": out["grad_norm"], "tokens": out["tokens"],
-                       "tasks": out["tasks"], "step_time": time.time() - t0, "time": time.time(),
-                       "world_size": self.info.world}
-                if log is not None and (self.step % self.sr.log_every == 0 or self.step == total):
-                    log.write(json.dumps(rec) + "\n")
-                    log.flush()
-                bar.update(1)
-                bar.set_postfix(loss=f"{out['loss']:.4f}", lr=f"{out['lr']:.2e}")
-                stop_req = D.any_flag(self._stop, self.info)
-                limit = self.args.stop_after is not None and done_here >= self.args.stop_after
-                if self.step % self.sr.checkpoint_every == 0 or self.step == total or stop_req or limit:
-                    self.save_checkpoint()
-                if (stop_req or limit) and self.step < total:
-                    interrupted = True
-                    break
+            # bf16 copies of the frozen weights only while stepping (same numbers under autocast)
+            with frozen_linears_in_bf16(self.model, self.recipe.autocast_bf16):
+                while self.step < total:
+                    t0 = time.time()
+                    out = self.train_step()
+                    done_here += 1
+                    rec = {"kind": "train", "stage": self.args.stage, "step": self.step, "loss": out["loss"],
+                           "lr": out["lr"], "grad_norm": out["grad_norm"], "tokens": out["tokens"],
+                           "tasks": out["tasks"], "step_time": time.time() - t0, "time": time.time(),
+                           "world_size": self.info.world}
+                    if log is not None and (self.step % self.sr.log_every == 0 or self.step == total):
+                        log.write(json.dumps(rec) + "\n")
+                        log.flush()
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{out['loss']:.4f}", lr=f"{out['lr']:.2e}")
+                    stop_req = D.any_flag(self._stop, self.info)
+                    limit = self.args.stop_after is not None and done_here >= self.args.stop_after
+                    if self.step % self.sr.checkpoint_every == 0 or self.step == total or stop_req or limit:
+                        self.save_checkpoint()
+                    if (stop_req or limit) and self.step < total:
+                        interrupted = True
+                        break
         finally:
             bar.close()
             if log is not None:

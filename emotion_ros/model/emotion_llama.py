@@ -235,10 +235,11 @@ class EmotionLLaMA(nn.Module):
 
     # -- 4. training ---------------------------------------------------------------------------------
     def loss(self, enc: EncodedBatch, task: str | Sequence[str], labels: Sequence,
-             instructions: str | Sequence[str | None] | None, targets: Sequence[str]) -> torch.Tensor:
+             instructions: str | Sequence[str | None] | None, targets: Sequence[str],
+             reduction: str = "mean") -> torch.Tensor:
         """Teacher-forced LM loss on the target tokens only (targets: label for "emotion",
-        free text for "reason", format_think_target(...) for "think")."""
-        return self.llm.loss(self.prompt_parts(enc, task, labels, instructions), targets)
+        free text for "reason", format_think_target(...) for "think"); ``reduction`` as in EmotionLLM.loss."""
+        return self.llm.loss(self.prompt_parts(enc, task, labels, instructions), targets, reduction)
 
     parse_answer = staticmethod(parse_answer)
 

@@ -233,9 +233,13 @@ class EmotionLLM(nn.Module):
         return int(torch.multinomial(probs.cpu(), 1, generator=gen))
 
     # -- training ----------------------------------------------------------------------------------
-    def loss(self, prefixes: Sequence[tuple[torch.Tensor, torch.Tensor]], targets: Sequence[str]) -> torch.Tensor:
-        """Teacher-forced LM loss on the target tokens only (mean over all target tokens of the batch).
+    def loss(self, prefixes: Sequence[tuple[torch.Tensor, torch.Tensor]], targets: Sequence[str],
+             reduction: str = "mean") -> torch.Tensor:
+        """Teacher-forced LM loss on the target tokens only.
 
+        ``reduction``: "mean" = mean over all target tokens of the batch (the usual LM loss; long targets
+        weigh more), "sum" = their sum, "per_sample" = a [B] tensor of each sample's mean token loss (so a
+        trainer can weigh a 2-token label answer like a 100-token reasoning answer).
         prefixes: per sample (embeds [P_i,H], mask [P_i]); targets: answer texts (EOS is appended).
         Rows are LEFT-padded so every target ends at the last position: logits (vocabulary-sized) are then
         computed only for the last max-target-length positions, not for the whole prompt. Position ids
@@ -263,7 +267,13 @@ class EmotionLLM(nn.Module):
         out = self.model(inputs_embeds=emb, attention_mask=mask, position_ids=pos, use_cache=False,
                          logits_to_keep=T + 1)
         logits = out.logits[:, :-1].float()  # position j predicts token j+1: the last T tokens
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), lab.reshape(-1), ignore_index=-100)
+        if reduction in ("mean", "sum"):
+            return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), lab.reshape(-1), ignore_index=-100,
+                                   reduction=reduction)
+        if reduction != "per_sample":
+            raise ValueError(f"reduction must be mean, sum or per_sample, not {reduction!r}")
+        tok = F.cross_entropy(logits.transpose(1, 2), lab, ignore_index=-100, reduction="none")  # [B, T]
+        return tok.sum(1) / (lab != -100).sum(1)
 
     # -- deployment --------------------------------------------------------------------------------
     def merge_lora(self) -> None:
