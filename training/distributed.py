@@ -10,7 +10,8 @@ nccl when CUDA is available, gloo otherwise. Without them everything runs in one
 Why not DistributedDataParallel: the trainable parts are small (fusion, adapter, LoRA) and spread over a
 model with frozen parts; one all-reduce of the flattened gradients per optimiser step does what DDP does
 for us, keeps gradient accumulation trivial, and lets us normalise the loss by the GLOBAL number of target
-tokens, so the summed gradient of N processes is exactly the gradient of the 1-process global batch.
+tokens (or of samples, recipe ``loss_weighting``), so the summed gradient of N processes is exactly the
+gradient of the 1-process global batch.
 Sample sharding is done by training.curriculum.Curriculum.batch_indices (DistributedSampler's
 interleaving, but addressable by step so a resumed run starts mid-epoch without repeating data).
 """

@@ -148,6 +148,9 @@ def render_markdown(report: dict) -> str:
               f"Chance: uniform {_pct(chance['uniform'])} % (1/{len(labels)}), majority class "
               f"{_pct(chance['majority'])} %. All numbers are percentages; label path (label set scored, argmax).",
               f"Command: `{report['command']}`", ""]
+    if report.get("steps_scale", 1.0) != 1.0:
+        lines[-1:-1] = ["", f"Budget: every variant trained at {report['steps_scale']}x its recipe's steps "
+                            "(a controlled comparison at a smaller budget)."]
 
     def row(v):
         r = res.get(v)
