@@ -17,6 +17,9 @@ vision features (training/probe.py), the yardstick for how much the trained path
 Writes ``DIR/report.md`` and ``DIR/report.json``: accuracy, weighted F1 and per-label accuracy per
 variant, accuracy per subset (consistent / conflict / missing modality), which modality the model
 follows on the conflict subset, and the chance levels (uniform 1/|labels|, majority class).
+Each variant's evaluation is kept beside its weights (``report_eval_<split>.json``, keyed by the SHA-256 of
+the weights and the manifest), so report invocations can run side by side and a last one only collects.
+Variants trained with reasoning data (stage2, joint) also get the ``think`` path scored (``--think N``).
 ``--reuse RUN`` takes ``RUN/stage1/final`` and ``RUN/stage2/final`` (e.g. the shipped nano training)
 instead of training stage1/stage2 again. Variants whose final weights already exist are not retrained.
 """
@@ -81,8 +84,11 @@ def run_variant(name: str, ns, out: Path, cache: str) -> dict:
     key = {"weights": sha256_file(final / "config.json"), "manifest": sha256_file(ns.manifest),
            "split": ns.split, "modalities": list(mods), "think": think}
     saved = final.parent / f"report_eval_{ns.split}.json"
-    done = json.loads(saved.read_text()) if saved.is_file() else {}
-    if done.get("key") == key:
+    try:
+        done = json.loads(saved.read_text()) if saved.is_file() else {}
+    except ValueError:  # a file cut by an interruption: evaluate again
+        done = {}
+    if isinstance(done, dict) and done.get("key") == key:
         metrics, eval_seconds = done["metrics"], done["eval_seconds"]
     else:
         cfg = recipe.model_config(**overrides)
