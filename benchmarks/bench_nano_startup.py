@@ -42,7 +42,7 @@ if mode == "backbones":
         times[name] = time.perf_counter() - t
         del obj
 else:
-    from emotion_ros.config import get_profile
+    from emotion_ros.model.config import get_profile
     from emotion_ros.model.emotion_llama import build_model
     t = time.perf_counter()
     model = build_model(get_profile("nano"))

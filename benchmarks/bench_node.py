@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 def load_session(bag: Path):
     """(offset_s, topic, decoded rosbags message) of the sample bag, in time order."""
-    from emotion_ros.replay.bag_io import BagReader
+    from emotion_ros.bags.bag_io import BagReader
 
     with BagReader(bag) as reader:
         t0 = reader.start_ns

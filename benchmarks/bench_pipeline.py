@@ -1,6 +1,6 @@
 """Naive vs optimised per-window pipeline, measured in the same run, per stage, per profile.
 
-One synthetic 640x480 @ 15 Hz camera + 16 kHz speech-like sequence (emotion_ros.runtime.synthetic) is cut
+One synthetic 640x480 @ 15 Hz camera + 16 kHz speech-like sequence (tests.helpers.synthetic) is cut
 into overlapping windows (default window 2 s / hop 0.5 s) and every window goes through:
 
 - ``naive``:     FastInferenceEngine with FastOptions.naive(): Whisper on the 30 s padded input, all 17
@@ -183,7 +183,7 @@ def llama_cpp_decode(model, n_tokens: int, threads: int, gguf: str | None, out_d
         files["given"] = gguf
     elif model.cfg.llm.kind == "gemma3-gguf":
         from emotion_ros.backbones.gemma_gguf import gemma_gguf_file
-        from emotion_ros.runtime.export import export_merged_gguf
+        from emotion_ros.inference.export import export_merged_gguf
 
         files["packaged_q4_k_m"] = str(gemma_gguf_file())
         if model.llm.has_lora:
@@ -228,12 +228,12 @@ def torch_decode(model, n_tokens: int, step_model=None, step_dtype=None) -> dict
 
 
 def bench_profile(profile: str, args) -> dict:
-    from emotion_ros.config import get_profile
-    from emotion_ros.engine import EngineConfig, InferenceEngine
+    from emotion_ros.model.config import get_profile
+    from emotion_ros.inference.engine import EngineConfig, InferenceEngine
     from emotion_ros.model.emotion_llama import build_model
-    from emotion_ros.runtime.backends import make_backend
-    from emotion_ros.runtime.fast_engine import FastInferenceEngine, FastOptions
-    from emotion_ros.runtime.synthetic import overlapping_windows, synthetic_sequence
+    from emotion_ros.inference.backends import make_backend
+    from emotion_ros.inference.fast_engine import FastInferenceEngine, FastOptions
+    from tests.helpers.synthetic import overlapping_windows, synthetic_sequence
 
     trainable = args.checkpoint if args.checkpoint is not None else DEPLOYED.get(profile)
 

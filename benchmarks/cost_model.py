@@ -1,6 +1,6 @@
 """Analytic cost of one window of the ``paper`` profile, and which accelerator reaches real time.
 
-FLOPs and bytes per stage come from the profile's configuration (emotion_ros.config.get_profile("paper")):
+FLOPs and bytes per stage come from the profile's configuration (emotion_ros.model.config.get_profile("paper")):
 Whisper-large-v3 encoder on the window's real length (2 s -> 100 positions; the 30 s padded input is shown
 for comparison), EVA-ViT-G on the 448 px global frame and on 16 temporal frames at 224 px (with and without
 the per-frame cache: at hop 0.5 s only 4 of the 16 temporal instants are new), Conv-Attention fusion +
@@ -60,7 +60,7 @@ def transformer(n_tokens: int, d: int, layers: int, ffn: int, kv_dim: int | None
 
 def window_costs(window_s: float = 2.0, hop_s: float = 0.5, weight_bytes: float = 2.0, transcript_tokens: int = 20,
                  text_tokens: int | None = None) -> tuple[list[Cost], dict]:
-    from emotion_ros.config import get_profile
+    from emotion_ros.model.config import get_profile
     from emotion_ros.model.prompt import instruction
 
     cfg = get_profile("paper")

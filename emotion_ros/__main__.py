@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from emotion_ros.app.cli import main
 
 sys.exit(main())

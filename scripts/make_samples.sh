@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates the shipped sample bags in samples/ (deterministic): synthetic MMEVerse-format clips
-# (training.synth, seed 777 — a seed the nano training data does not use) laid back to back into one
+# (emotion_ros_training.synth, seed 777 — a seed the nano training data does not use) laid back to back into one
 # annotated rosbag2 MCAP session, with JPEG CompressedImage frames to keep it small.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -8,7 +8,7 @@ cd "$ROOT"
 PY=.venv/bin/python
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-$PY -m training.synth.generate --out "$work/clips" --num 6 --seed 777 --test-fraction 1.0 \
+$PY -m emotion_ros_training.synth.generate --out "$work/clips" --num 6 --seed 777 --test-fraction 1.0 \
     --conflict-fraction 0 --missing-fraction 0
 rm -rf samples/synth_session
 $PY -m emotion_ros make-bag samples/synth_session --manifest "$work/clips/manifest.jsonl" \

@@ -21,11 +21,11 @@ SCHEME_SCALE=${SCHEME_SCALE:-0.3}
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 common=(--recipe nano --manifest "$WORK/data/manifest.jsonl" --cache "$WORK/run/feature_cache"
         --threads "${THREADS:-1}" --no-progress)
-"$PY" -m training.report "${common[@]}" --out "$WORK/report" --reuse "$WORK/run" --variants "$VARIANTS"
+"$PY" -m emotion_ros_training.report "${common[@]}" --out "$WORK/report" --reuse "$WORK/run" --variants "$VARIANTS"
 mkdir -p "$OUT"
 cp "$WORK/report/report.md" "$WORK/report/report.json" "$OUT/"
 if [ "$SCHEME_SCALE" != "0" ]; then
-  "$PY" -m training.report "${common[@]}" --out "$WORK/report_scheme_${SCHEME_SCALE}x" --steps-scale "$SCHEME_SCALE" \
+  "$PY" -m emotion_ros_training.report "${common[@]}" --out "$WORK/report_scheme_${SCHEME_SCALE}x" --steps-scale "$SCHEME_SCALE" \
     --variants stage1,stage2,joint
   cp "$WORK/report_scheme_${SCHEME_SCALE}x/report.md" "$OUT/report_scheme_${SCHEME_SCALE}x.md"
   cp "$WORK/report_scheme_${SCHEME_SCALE}x/report.json" "$OUT/report_scheme_${SCHEME_SCALE}x.json"

@@ -17,19 +17,19 @@ NUM=720     # clips (80 % train / 20 % test, stratified by the generator)
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 if [ ! -f "$WORK/data/manifest.jsonl" ]; then
-  "$PY" -m training.synth.generate --out "$WORK/data" --num "$NUM" --seed "$SEED" --workers 2
+  "$PY" -m emotion_ros_training.synth.generate --out "$WORK/data" --num "$NUM" --seed "$SEED" --workers 2
 fi
 M="$WORK/data/manifest.jsonl"
-"$PY" -m training.train --recipe nano --manifest "$M" --stage 1 --out "$WORK/run" --eval-split test --threads 1 --resume
-"$PY" -m training.train --recipe nano --manifest "$M" --stage 2 --out "$WORK/run" --eval-split test --threads 1 --resume
-"$PY" -m training.plots "$WORK/run/stage1/metrics.jsonl" "$WORK/run/stage2/metrics.jsonl" --out "$WORK/run/loss.png" \
+"$PY" -m emotion_ros_training.train --recipe nano --manifest "$M" --stage 1 --out "$WORK/run" --eval-split test --threads 1 --resume
+"$PY" -m emotion_ros_training.train --recipe nano --manifest "$M" --stage 2 --out "$WORK/run" --eval-split test --threads 1 --resume
+"$PY" -m emotion_ros_training.plots "$WORK/run/stage1/metrics.jsonl" "$WORK/run/stage2/metrics.jsonl" --out "$WORK/run/loss.png" \
   --title "nano: Stage 1 (perception) then Stage 2 (cognition)"
 # the export swaps the whole directory in atomically: keep the hand-written TRAINING.md across it
 cp models/nano/adapters/TRAINING.md "$WORK/TRAINING.md.keep"
-"$PY" -m training.export --checkpoint "$WORK/run/stage2/final" --out models/nano/adapters --dtype float16 \
+"$PY" -m emotion_ros_training.export --checkpoint "$WORK/run/stage2/final" --out models/nano/adapters --dtype float16 \
   --metadata "{\"data_seed\": $SEED, \"num_clips\": $NUM, \"command\": \"scripts/train_nano.sh\"}"
 # held-out metrics of exactly the shipped (fp16) weights; --think 6 also scores the reasoning path
-"$PY" -m training.evaluate --checkpoint models/nano/adapters --manifest "$M" --split test \
+"$PY" -m emotion_ros_training.evaluate --checkpoint models/nano/adapters --manifest "$M" --split test \
   --cache "$WORK/run/feature_cache" --threads 1 --think 6 --out "$WORK/eval_shipped.json"
 cp "$WORK/run/loss.png" models/nano/adapters/loss.png
 cp "$WORK/TRAINING.md.keep" models/nano/adapters/TRAINING.md

@@ -5,9 +5,9 @@ import os
 import numpy as np
 import pytest
 
-from training.data.adapters import get_adapter, main as adapters_main, sentiment3
-from training.data.manifest import IEMOCAP4, MELD7, MER6, SENTIMENT3, read_manifest
-from training.data.media import sample_clip, write_media
+from emotion_ros_training.data.adapters import get_adapter, main as adapters_main, sentiment3
+from emotion_ros_training.data.manifest import IEMOCAP4, MELD7, MER6, SENTIMENT3, read_manifest
+from emotion_ros_training.data.media import sample_clip, write_media
 
 
 def _clip(path, seconds=0.8, fps=10, audio=True):

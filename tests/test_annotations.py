@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from emotion_ros import annotations as A
-from emotion_ros.replay.bag_io import BagReader
+from emotion_ros.evaluation import annotations as A
+from emotion_ros.bags.bag_io import BagReader
 
 
 def test_json_round_trip_and_resolve(tmp_path):
@@ -97,7 +97,7 @@ def _write_clip(path, seconds=1.2, fps=10, size=(64, 48), tone=440.0):
 
 
 def test_make_bag_from_mmeverse_clips(tmp_path):
-    manifest = pytest.importorskip("training.data.manifest")
+    manifest = pytest.importorskip("emotion_ros_training.data.manifest")
     clips = []
     for i, label in enumerate(["happy", "sad"]):
         media = tmp_path / f"clip{i}.mp4"
@@ -106,7 +106,7 @@ def test_make_bag_from_mmeverse_clips(tmp_path):
                                          labels=[label], video_path=str(media), audio_path=str(media),
                                          subtitle=f"words {i}", description=f"looks {label}",
                                          modalities=["audio", "vision", "text"]))
-    from emotion_ros.replay.clips import make_bag_from_clips
+    from emotion_ros.bags.clips import make_bag_from_clips
 
     ann = make_bag_from_clips(clips, tmp_path / "bag", gap_s=0.5, max_fps=10)
     assert [s.label for s in ann.segments] == ["happy", "sad"]

@@ -5,8 +5,8 @@ import struct
 import numpy as np
 import pytest
 
-from emotion_ros.audio_conversion import chunk_to_mono, mono_to_chunk_bytes
-from emotion_ros.errors import InputError
+from emotion_ros.ingest.audio_conversion import chunk_to_mono, mono_to_chunk_bytes
+from emotion_ros.ingest.errors import InputError
 
 
 def test_s16le_mono_exact():

@@ -4,9 +4,9 @@ import shutil
 
 import pytest
 
-from emotion_ros.replay.bag_io import BagError, BagReader, BagWriter, bag_info, copy_bag, read_all
-from emotion_ros.replay.clips import write_synthetic_bag
-from emotion_ros.replay.typestore import AUDIO_CHUNK, IMAGE, STRING, header_msg, project_typestore
+from emotion_ros.bags.bag_io import BagError, BagReader, BagWriter, bag_info, copy_bag, read_all
+from emotion_ros.bags.clips import write_synthetic_bag
+from emotion_ros.bags.typestore import AUDIO_CHUNK, IMAGE, STRING, header_msg, project_typestore
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from emotion_ros.checkpoint import (CONFIG_FILE, LORA_CONFIG, LORA_FILE, MODAL_FILE, CheckpointError,
+from emotion_ros.model.checkpoint import (CONFIG_FILE, LORA_CONFIG, LORA_FILE, MODAL_FILE, CheckpointError,
                                     load_trainable, save_trainable)
-from emotion_ros.config import get_profile
+from emotion_ros.model.config import get_profile
 from emotion_ros.model.emotion_llama import build_model, window_from_arrays
 
 
@@ -85,7 +85,7 @@ def test_overwrite_is_atomic_swap(trained, tmp_path):
 
 def test_interrupted_save_leaves_no_checkpoint(tmp_path, monkeypatch):
     m = build_model(get_profile("tiny"))
-    import emotion_ros.checkpoint as ck
+    import emotion_ros.model.checkpoint as ck
 
     def boom(*a, **k):
         raise KeyboardInterrupt("killed")

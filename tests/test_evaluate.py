@@ -6,12 +6,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from emotion_ros.evaluate import BagJob, evaluate, load_manifest, predict_segments
-from emotion_ros.replay.bag_io import BagWriter
-from emotion_ros.replay.clips import DEFAULT_T0_NS, write_synthetic_bag
-from emotion_ros.replay.offline import OfflineRunner, StateRecord, read_states, state_to_msg
-from emotion_ros.replay.typestore import EMOTION_STATE
-from emotion_ros.report import write_report
+from emotion_ros.evaluation.evaluate import BagJob, evaluate, load_manifest, predict_segments
+from emotion_ros.bags.bag_io import BagWriter
+from emotion_ros.bags.clips import DEFAULT_T0_NS, write_synthetic_bag
+from emotion_ros.bags.offline import OfflineRunner, StateRecord, read_states, state_to_msg
+from emotion_ros.bags.typestore import EMOTION_STATE
+from emotion_ros.evaluation.report import write_report
 
 S = 1_000_000_000
 MER = ["neutral", "happy", "sad", "angry"]
@@ -120,7 +120,7 @@ def test_manifest_and_missing_annotations(sessions, tmp_path):
 
 
 def test_cli_evaluate(sessions, tmp_path):
-    from emotion_ros.replay.cli import main
+    from emotion_ros.app.bag_commands import main
 
     out = tmp_path / "rep"
     assert main(["evaluate", str(sessions / "s1"), "--states", str(sessions / "s1_states"), "--out", str(out)]) == 0
@@ -130,7 +130,7 @@ def test_cli_evaluate(sessions, tmp_path):
 
 # ---------------------------------------------------------------------------------------- offline mode
 class FakeWindower:
-    """Fixed windows over frame/audio stamps (stands in for emotion_ros.windowing in unit tests)."""
+    """Fixed windows over frame/audio stamps (stands in for emotion_ros.ingest.windowing in unit tests)."""
 
     def __init__(self, window_s=1.0, hop_s=0.5):
         self.window, self.hop = int(window_s * S), int(hop_s * S)
@@ -155,7 +155,7 @@ class FakeWindower:
         self.latest = max(self.latest, stamp)
 
     def poll(self):
-        from emotion_ros.window import Window
+        from emotion_ros.ingest.window import Window
 
         out = []
         while self.next_end is not None and self.latest >= self.next_end:
@@ -172,13 +172,13 @@ class FakeEngine:
     """Label = the label whose synthetic colour is nearest the window's mean colour."""
 
     def __init__(self, labels):
-        from emotion_ros.replay.clips import synthetic_frame
+        from emotion_ros.bags.clips import synthetic_frame
 
         self.labels = labels
         self.ref = {lab: synthetic_frame(lab, 0.0)[0, 0].astype(float) for lab in labels}
 
     def process(self, window):
-        from emotion_ros.engine import EmotionResult
+        from emotion_ros.inference.engine import EmotionResult
 
         mean = np.median(window.frames.reshape(-1, 3), axis=0) if window.frames is not None else np.zeros(3)
         d = np.array([np.abs(self.ref[lab] - mean).sum() for lab in self.labels])
@@ -212,7 +212,7 @@ def test_offline_runner_is_deterministic_and_round_trips_through_a_bag(sessions,
 
 
 def test_offline_counts_bad_input_instead_of_failing(tmp_path):
-    from emotion_ros.replay.typestore import IMAGE, header_msg, project_typestore
+    from emotion_ros.bags.typestore import IMAGE, header_msg, project_typestore
 
     store = project_typestore()
     with BagWriter(tmp_path / "bad") as bag:

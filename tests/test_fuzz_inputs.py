@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from emotion_ros.image_conversion import DEFAULT_MAX_HEIGHT, DEFAULT_MAX_WIDTH
-from emotion_ros.window import AUDIO_SAMPLE_RATE
-from emotion_ros.windowing import NS, NS_PER_SAMPLE, Windower, WindowingConfig
+from emotion_ros.ingest.image_conversion import DEFAULT_MAX_HEIGHT, DEFAULT_MAX_WIDTH
+from emotion_ros.ingest.window import AUDIO_SAMPLE_RATE
+from emotion_ros.ingest.windowing import NS, NS_PER_SAMPLE, Windower, WindowingConfig
 
 T0 = 1_700_000_000 * NS
 TALLY = {"bad": Counter(), "good_after_bad": 0, "good": 0, "sequences": 0, "windows": 0}
@@ -286,7 +286,7 @@ def test_fuzz_stamp_sequences_keep_windows_consistent(seq, mode):
     """Regular sensor runs interleaved with random faults (gaps, clock jumps, reordering, duplicates,
     bad items, sensors switching off and on): windows stay self-consistent and every accepted item is
     accounted for."""
-    from emotion_ros.vad import EnergyVAD, SpeechSegmenter
+    from emotion_ros.ingest.vad import EnergyVAD, SpeechSegmenter
 
     cfg = WindowingConfig(mode=mode)
     w = Windower(cfg, vad=SpeechSegmenter(model=EnergyVAD()) if mode == "both" else None)

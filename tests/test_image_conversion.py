@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emotion_ros.errors import InputError
-from emotion_ros.image_conversion import (
+from emotion_ros.ingest.errors import InputError
+from emotion_ros.ingest.image_conversion import (
     SUPPORTED_ENCODINGS,
     compressed_to_rgb,
     image_to_rgb,

@@ -6,8 +6,8 @@ import types
 
 import yaml
 
-from emotion_ros.launch_config import NODES, default_params_file
-from emotion_ros.launcher import node_command
+from emotion_ros.app.launch_config import NODES, default_params_file
+from emotion_ros.app.launcher import node_command
 
 ROOT = default_params_file().parent.parent
 

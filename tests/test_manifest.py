@@ -4,8 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from emotion_ros.errors import InputError
-from training.data.manifest import (
+from emotion_ros.ingest.errors import InputError
+from emotion_ros_training.data.manifest import (
     IEMOCAP4, MELD7, MER6, SENTIMENT3, ClipRecord, LabelSpace, ManifestError, label_space, read_manifest,
     think_target, write_manifest,
 )

@@ -1,4 +1,4 @@
-"""emotion_ros.metrics against scikit-learn (random inputs) and hand-computed small cases."""
+"""emotion_ros.evaluation.metrics against scikit-learn (random inputs) and hand-computed small cases."""
 import json
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from emotion_ros import metrics as M
+from emotion_ros.evaluation import metrics as M
 
 LABELS = ["neutral", "happy", "sad", "angry", "worried", "surprise"]
 

@@ -13,8 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from emotion_ros.config import get_profile
-from emotion_ros.errors import InputError
+from emotion_ros.model.config import get_profile
+from emotion_ros.ingest.errors import InputError
 from emotion_ros.model.audio_encoder import AudioEncoder
 from emotion_ros.model.emotion_llama import _build_audio
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from emotion_ros.config import get_profile
+from emotion_ros.model.config import get_profile
 from emotion_ros.model.emotion_llama import EmotionLLaMA, Prediction, build_model, window_from_arrays
 from emotion_ros.model.prompt import LABEL_SETS, parse_answer
 

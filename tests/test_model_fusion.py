@@ -98,7 +98,7 @@ def test_both_branches_get_gradients(fusion_and_inputs):
 def test_model_level_ablation_changes_prediction():
     import numpy as np
 
-    from emotion_ros.config import get_profile
+    from emotion_ros.model.config import get_profile
     from emotion_ros.model.emotion_llama import build_model, window_from_arrays
 
     rng = np.random.default_rng(0)

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from emotion_ros.config import get_profile
+from emotion_ros.model.config import get_profile
 from emotion_ros.model.emotion_llama import build_model
 
 

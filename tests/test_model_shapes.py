@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from emotion_ros.config import ModelConfig, get_profile
+from emotion_ros.model.config import ModelConfig, get_profile
 from emotion_ros.model.emotion_llama import build_model, window_from_arrays
 
 
@@ -132,7 +132,7 @@ def test_paper_without_paths_names_the_missing_path(tmp_path):
 
 
 def test_summary_text():
-    from emotion_ros.summary import model_summary
+    from emotion_ros.app.summary import model_summary
 
     s = model_summary("tiny")
     assert "Conv-Attention fusion" in s and "LoRA r=4" in s

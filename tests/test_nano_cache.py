@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from emotion_ros.backbones import cache, packages
+from emotion_ros.io import atomic_dir, atomic_file, write_json
 from emotion_ros.backbones.packages import NanoWeightsError, PackagedFile
 from emotion_ros.backbones.whisper_ct2 import Ct2FormatError, read_ct2_model
 
@@ -28,25 +29,25 @@ def test_cache_dir_follows_env(tmp_cache):
 def test_atomic_file_leaves_nothing_on_error(tmp_cache):
     target = tmp_cache / "x.bin"
     with pytest.raises(RuntimeError):
-        with cache.atomic_file(target) as tmp:
+        with atomic_file(target) as tmp:
             tmp.write_bytes(b"half")
             raise RuntimeError("crash mid-write")
     assert not target.exists() and list(tmp_cache.iterdir()) == []
-    with cache.atomic_file(target) as tmp:
+    with atomic_file(target) as tmp:
         tmp.write_bytes(b"whole")
     assert target.read_bytes() == b"whole"
 
 
 def test_atomic_dir_replaces_whole_entry(tmp_cache):
     entry = tmp_cache / "e"
-    with cache.atomic_dir(entry) as tmp:
+    with atomic_dir(entry) as tmp:
         (tmp / "a").write_text("1")
     with pytest.raises(ValueError):
-        with cache.atomic_dir(entry) as tmp:
+        with atomic_dir(entry) as tmp:
             (tmp / "b").write_text("2")
             raise ValueError
     assert sorted(p.name for p in entry.iterdir()) == ["a"]  # failed rebuild left the old entry intact
-    with cache.atomic_dir(entry) as tmp:
+    with atomic_dir(entry) as tmp:
         (tmp / "b").write_text("2")
     assert sorted(p.name for p in entry.iterdir()) == ["b"]
     assert [p.name for p in tmp_cache.iterdir() if p.name.startswith(".e.")] == []
@@ -54,9 +55,9 @@ def test_atomic_dir_replaces_whole_entry(tmp_cache):
 
 def test_entry_validity_detects_source_change_and_damage(tmp_cache):
     entry = tmp_cache / "e"
-    with cache.atomic_dir(entry) as tmp:
+    with atomic_dir(entry) as tmp:
         (tmp / "w.bin").write_bytes(b"abc" * 100)
-        cache.write_json(tmp / cache.META_NAME, {"source": {"k": 1}, "files": cache.describe_files(tmp)})
+        write_json(tmp / cache.META_NAME, {"source": {"k": 1}, "files": cache.describe_files(tmp)})
     assert cache.entry_is_valid(entry, {"k": 1}, verify_files=True)
     assert not cache.entry_is_valid(entry, {"k": 2})
     (entry / "w.bin").write_bytes(b"abd" * 100)  # same size, different bytes

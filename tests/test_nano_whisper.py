@@ -123,7 +123,7 @@ def test_decodes_our_padded_encoder_states(tmp_path, encoder):
 
 def test_transcriber_rejects_bad_audio():
     from emotion_ros.backbones.asr import _check_audio
-    from emotion_ros.errors import InputError
+    from emotion_ros.ingest.errors import InputError
 
     for bad, reason in [(np.zeros((2, 10), np.float32), "audio_not_mono"), (np.zeros(0, np.float32), "audio_empty"),
                         (np.zeros(10, np.int16), "audio_not_float"), (np.array([0.0, np.nan], np.float32), "audio_not_finite")]:

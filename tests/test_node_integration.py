@@ -18,7 +18,7 @@ PHASES = [("both", True, True), ("audio_only", False, True), ("both_again", True
 def _image(stamp, t):
     from sensor_msgs.msg import Image
 
-    from emotion_ros.image_conversion import rgb_to_image_fields
+    from emotion_ros.ingest.image_conversion import rgb_to_image_fields
 
     rgb = np.zeros((48, 64, 3), np.uint8)
     rgb[:, :, 0] = int(127 + 120 * np.sin(t))  # something that changes over time

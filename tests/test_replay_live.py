@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from emotion_ros.replay.bag_io import read_all
-from emotion_ros.replay.clips import write_synthetic_bag
+from emotion_ros.bags.bag_io import read_all
+from emotion_ros.bags.clips import write_synthetic_bag
 
 pytestmark = pytest.mark.ros
 
@@ -48,8 +48,8 @@ def _by_topic(messages):
 
 def test_record_replay_record_round_trip_keeps_every_message(ros, tmp_path):
     rclpy, context = ros
-    from emotion_ros.replay.player import BagPlayer, PlayerConfig
-    from emotion_ros.replay.recorder import BagRecorder
+    from emotion_ros.bags.player import BagPlayer, PlayerConfig
+    from emotion_ros.bags.recorder import BagRecorder
 
     original = tmp_path / "original"
     write_synthetic_bag(original, [("happy", 1.5), ("sad", 1.5)], fps=10, size=(160, 120))
@@ -84,7 +84,7 @@ def test_record_replay_record_round_trip_keeps_every_message(ros, tmp_path):
 
 def test_player_reports_when_nobody_listens(ros, tmp_path):
     rclpy, context = ros
-    from emotion_ros.replay.player import BagPlayer, PlayerConfig
+    from emotion_ros.bags.player import BagPlayer, PlayerConfig
 
     write_synthetic_bag(tmp_path / "b", [("happy", 0.3)], fps=10)
     node = rclpy.create_node("lonely_player", context=context)
@@ -97,7 +97,7 @@ def test_player_reports_when_nobody_listens(ros, tmp_path):
         node.destroy_node()
 
 
-NODE_MODULES = ("emotion_ros.nodes.perception_node", "emotion_ros.windowing", "emotion_ros.model.emotion_llama")
+NODE_MODULES = ("emotion_ros.nodes.perception_node", "emotion_ros.ingest.windowing", "emotion_ros.model.emotion_llama")
 
 
 @pytest.mark.slow  # two tiny-model loads (node process + offline engine), ~25-45 s on 2 cores
@@ -108,8 +108,8 @@ def test_live_replay_and_offline_mode_agree(tmp_path):
     pytest.importorskip("rclpy")
     import rclpy
 
-    from emotion_ros.replay.offline import OfflineRunner, build_engine, default_windower_factory
-    from emotion_ros.replay.player import BagPlayer, PlayerConfig
+    from emotion_ros.bags.offline import OfflineRunner, build_engine, default_windower_factory
+    from emotion_ros.bags.player import BagPlayer, PlayerConfig
     from tests.helpers.ros import python_process
 
     bag = tmp_path / "session"

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from emotion_ros.config import get_profile
-from emotion_ros.engine import EngineConfig, InferenceEngine
+from emotion_ros.model.config import get_profile
+from emotion_ros.inference.engine import EngineConfig, InferenceEngine
 from emotion_ros.model.emotion_llama import build_model
-from emotion_ros.runtime import build_engine
-from emotion_ros.runtime.fast_engine import FastInferenceEngine, FastOptions
-from emotion_ros.runtime.frame_cache import CachedVisionEncoder, FrameEmbeddingCache
-from emotion_ros.runtime.synthetic import overlapping_windows, synthetic_sequence
+from emotion_ros.inference import build_engine
+from emotion_ros.inference.fast_engine import FastInferenceEngine, FastOptions
+from emotion_ros.inference.frame_cache import CachedVisionEncoder, FrameEmbeddingCache
+from tests.helpers.synthetic import overlapping_windows, synthetic_sequence
 
 LOGP_ATOL = 1e-3  # log-probabilities of the label set; the speed-ups only change float summation order
 PROB_ATOL = 1e-5  # the same on probabilities (log-probs are the stricter test on small probabilities)

@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import torch
 
-from emotion_ros.config import get_profile
+from emotion_ros.model.config import get_profile
 from emotion_ros.model.emotion_llama import build_model, window_from_arrays
 from emotion_ros.model.llm import EmotionLLM
-from emotion_ros.runtime.export import load_merged, merge_lora_folder, merged_copy
+from emotion_ros.inference.export import load_merged, merge_lora_folder, merged_copy
 
 PROB_ATOL = 1e-5  # fp32: merging changes only the order of the additions
 LOGP_ATOL = 1e-3  # the same on log-probabilities (the tiny random LLM's distributions are peaked)

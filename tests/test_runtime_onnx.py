@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from emotion_ros.config import get_profile
+from emotion_ros.model.config import get_profile
 from emotion_ros.model.emotion_llama import build_model
-from emotion_ros.runtime.backends import (BackendUnavailable, OnnxRuntimeBackend, TensorRTBackend, TorchBackend,
+from emotion_ros.inference.backends import (BackendUnavailable, OnnxRuntimeBackend, TensorRTBackend, TorchBackend,
                                           make_backend)
-from emotion_ros.runtime.export import export_onnx, onnx_up_to_date
+from emotion_ros.inference.export import export_onnx, onnx_up_to_date
 
 # fp32 graphs of the same ops: differences are float rounding only. Stated tolerance (max abs, on
 # activations of magnitude ~1): 1e-4.

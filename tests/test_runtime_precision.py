@@ -10,13 +10,13 @@ import pytest
 import torch
 from torch import nn
 
-from emotion_ros.config import get_profile
-from emotion_ros.engine import EngineConfig
+from emotion_ros.model.config import get_profile
+from emotion_ros.inference.engine import EngineConfig
 from emotion_ros.model.emotion_llama import build_model
-from emotion_ros.runtime import build_engine
-from emotion_ros.runtime.fast_engine import FastInferenceEngine, FastOptions
-from emotion_ros.runtime.precision import int8_copy, set_llm_precision
-from emotion_ros.runtime.synthetic import overlapping_windows, synthetic_sequence
+from emotion_ros.inference import build_engine
+from emotion_ros.inference.fast_engine import FastInferenceEngine, FastOptions
+from emotion_ros.inference.precision import int8_copy, set_llm_precision
+from tests.helpers.synthetic import overlapping_windows, synthetic_sequence
 
 
 def _windows(n, h=48, w=64, seconds=3.5):
@@ -129,7 +129,7 @@ def test_merged_gguf_replaces_only_the_lora_targets(tmp_path):
     from gguf.quants import dequantize
 
     from emotion_ros.backbones.gemma_gguf import gemma_gguf_file
-    from emotion_ros.runtime.export import export_merged_gguf, merged_copy
+    from emotion_ros.inference.export import export_merged_gguf, merged_copy
 
     model = build_model(get_profile("nano", trainable_path="models/nano/adapters")).eval()
     out = export_merged_gguf(model.llm, gemma_gguf_file(), tmp_path / "merged.gguf")
@@ -153,8 +153,8 @@ def test_merged_gguf_replaces_only_the_lora_targets(tmp_path):
 
 
 def test_offline_evaluation_can_run_the_node_precision():
-    from emotion_ros.engine import InferenceEngine
-    from emotion_ros.replay.offline import build_engine as offline_engine
+    from emotion_ros.inference.engine import InferenceEngine
+    from emotion_ros.bags.offline import build_engine as offline_engine
 
     assert type(offline_engine("tiny", asr="never")) is InferenceEngine  # float32: the reference engine
     eng = offline_engine("tiny", asr="never", llm_precision="mixed")

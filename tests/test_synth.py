@@ -7,11 +7,11 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from emotion_ros.window import AUDIO_SAMPLE_RATE, MODALITY_AUDIO, MODALITY_TEXT, MODALITY_VISION
-from training.data.manifest import MER6, read_manifest
-from training.data.media import ClipDataset, probe
-from training.synth import speech
-from training.synth.generate import SynthConfig, generate, main
+from emotion_ros.ingest.window import AUDIO_SAMPLE_RATE, MODALITY_AUDIO, MODALITY_TEXT, MODALITY_VISION
+from emotion_ros_training.data.manifest import MER6, read_manifest
+from emotion_ros_training.data.media import ClipDataset, probe
+from emotion_ros_training.synth import speech
+from emotion_ros_training.synth.generate import SynthConfig, generate, main
 
 pytestmark = pytest.mark.skipif(not speech.espeak_available(), reason="espeak-ng not installed (apt-training.txt)")
 

@@ -11,13 +11,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from training.data.manifest import read_manifest
-from training.train import TrainArgs, Trainer
+from emotion_ros_training.data.manifest import read_manifest
+from emotion_ros_training.train import TrainArgs, Trainer
 
 
 @pytest.fixture(scope="session")
 def synth(tmp_path_factory):
-    from training.synth.generate import SynthConfig, generate
+    from emotion_ros_training.synth.generate import SynthConfig, generate
 
     root = tmp_path_factory.mktemp("train_synth")
     generate(SynthConfig(num=12, seed=11, duration_s=1.0, size=(64, 64), workers=2), root / "data")
@@ -25,8 +25,8 @@ def synth(tmp_path_factory):
     cache = str(root / "cache")
     # fill the feature cache once (the frozen encoders of the tiny model)
     from emotion_ros.model.emotion_llama import build_model
-    from training.features import FeatureCache
-    from training.recipes import get_recipe
+    from emotion_ros_training.features import FeatureCache
+    from emotion_ros_training.recipes import get_recipe
 
     recipe = get_recipe("tiny")
     cfg = recipe.model_config()
@@ -60,8 +60,8 @@ def _final_tensors(stage_dir):
 
 
 def test_feature_cache_keys_follow_media_and_encoder(synth, tmp_path):
-    from training.features import FeatureCache, keep_modalities
-    from training.recipes import get_recipe
+    from emotion_ros_training.features import FeatureCache, keep_modalities
+    from emotion_ros_training.recipes import get_recipe
 
     recipe = get_recipe("tiny")
     cfg = recipe.model_config()
@@ -126,7 +126,7 @@ def test_two_stages_train_loss_falls_and_evaluate(synth, tmp_path):
     assert s1.keys() == s2.keys() and any(not torch.equal(s1[k], s2[k]) for k in s1)
 
     # the evaluation CLI on the final checkpoint writes benchmark metrics
-    from training.evaluate import main as eval_main
+    from emotion_ros_training.evaluate import main as eval_main
 
     mpath = tmp_path / "metrics.json"
     assert eval_main(["--checkpoint", str(out / "stage2" / "final"), "--manifest", synth["manifest"],
@@ -136,13 +136,13 @@ def test_two_stages_train_loss_falls_and_evaluate(synth, tmp_path):
     assert m["dropped"] == {}
 
     # fp16 export (what ships) loads into the fp32 model of the recorded config, close to the original
-    from training.export import export
-    from emotion_ros.checkpoint import modal_state
+    from emotion_ros_training.export import export
+    from emotion_ros.model.checkpoint import modal_state
 
     exp = export(str(out / "stage2" / "final"), str(tmp_path / "shipped"))
     half = load_file(str(exp / "modal.safetensors"))
     assert all(v.dtype == torch.float16 for v in half.values())
-    from training.evaluate import load_checkpoint_model
+    from emotion_ros_training.evaluate import load_checkpoint_model
 
     model, _ = load_checkpoint_model(str(exp))
     for k, v in modal_state(model).items():
@@ -196,7 +196,7 @@ def _free_port():
 def _worker(rank, world, port, args):
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
-    from training.train import train
+    from emotion_ros_training.train import train
 
     train(args)
 
@@ -216,8 +216,8 @@ def test_two_process_gloo_equals_one_process(synth, tmp_path):
     assert [x["loss"] for x in l2] == pytest.approx([x["loss"] for x in l1], abs=1e-5)
     a, b = _final_tensors(one / "stage1"), _final_tensors(two / "stage1")
     from emotion_ros.model.emotion_llama import build_model
-    from emotion_ros.checkpoint import lora_state, modal_state
-    from training.recipes import get_recipe
+    from emotion_ros.model.checkpoint import lora_state, modal_state
+    from emotion_ros_training.recipes import get_recipe
 
     init_model = build_model(get_recipe("tiny").model_config())
     init = modal_state(init_model)
@@ -230,7 +230,7 @@ def test_two_process_gloo_equals_one_process(synth, tmp_path):
 
     # Stage 2 mixes 3-token labels with long reasoning answers and weighs every SAMPLE alike
     # (loss_weighting "sample" in the tiny recipe): the same equality must hold for that normalisation.
-    from training.recipes import get_recipe
+    from emotion_ros_training.recipes import get_recipe
 
     assert get_recipe("tiny").stage2.loss_weighting == "sample"
     kw2 = dict(steps=2, batch_size=4, micro_batch=1, threads=1, init=str(one / "stage1" / "final"))
@@ -245,7 +245,7 @@ def test_two_process_gloo_equals_one_process(synth, tmp_path):
 
 
 def test_report_tiny(synth, tmp_path, monkeypatch):
-    from training.report import main as report_main
+    from emotion_ros_training.report import main as report_main
 
     out = tmp_path / "report"
     argv = ["--recipe", "tiny", "--manifest", synth["manifest"], "--out", str(out), "--cache", synth["cache"],
@@ -265,12 +265,12 @@ def test_report_tiny(synth, tmp_path, monkeypatch):
     assert "frozen features without the LLM" in md and "Reasoning path" in md
 
     # a second run trains nothing and evaluates nothing again: the kept evaluations are reused
-    import training.evaluate
+    import emotion_ros_training.evaluate
 
     def no_eval(*a, **k):
         raise AssertionError("evaluated again")
 
-    monkeypatch.setattr(training.evaluate, "evaluate_cached", no_eval)
+    monkeypatch.setattr(emotion_ros_training.evaluate, "evaluate_cached", no_eval)
     assert report_main(argv) == 0
     again = json.loads((out / "report.json").read_text())
     for v, r in rep["results"].items():

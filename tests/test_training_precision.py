@@ -3,9 +3,9 @@ and leave the fp32 parameters (and the tied output head) exactly as they were.""
 import torch
 from torch import nn
 
-from emotion_ros.config import get_profile
+from emotion_ros.model.config import get_profile
 from emotion_ros.model.emotion_llama import build_model
-from training.precision import frozen_linears_in_bf16
+from emotion_ros_training.precision import frozen_linears_in_bf16
 
 
 def _frozen_linear_weights(model):

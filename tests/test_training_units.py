@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from emotion_ros.model.prompt import BOX_I, BOX_II
-from training.curriculum import Curriculum, epoch_order
-from training.data.manifest import MER6, ClipRecord
-from training.evaluate import compute_metrics, conflict_analysis
-from training.recipes import RECIPES, Recipe, get_recipe
-from training.train import lr_factor, optimizer_from_files, optimizer_to_files, restore_rng_json, rng_json
+from emotion_ros_training.curriculum import Curriculum, epoch_order
+from emotion_ros_training.data.manifest import MER6, ClipRecord
+from emotion_ros_training.evaluate import compute_metrics, conflict_analysis
+from emotion_ros_training.recipes import RECIPES, Recipe, get_recipe
+from emotion_ros_training.train import lr_factor, optimizer_from_files, optimizer_to_files, restore_rng_json, rng_json
 
 
 def _records(n=10, with_desc=True):
@@ -158,7 +158,7 @@ def test_compute_metrics_conflict_and_chance():
 
 
 def test_plot_losses_writes_png(tmp_path):
-    from training.plots import plot_losses, read_log
+    from emotion_ros_training.plots import plot_losses, read_log
 
     log = tmp_path / "metrics.jsonl"
     lines = [json.dumps({"kind": "train", "stage": "1", "step": s, "loss": 5 - s * 0.1, "lr": 1e-3}) for s in range(1, 30)]
@@ -176,7 +176,7 @@ def test_feature_probe_learns_a_label_carried_by_one_modality():
     """The frozen-feature reference row: the label is readable from the audio tokens only -> the probe
     finds it; with the audio removed (missing modality = zeros) it falls to chance."""
     from emotion_ros.model.emotion_llama import EncodedBatch
-    from training.probe import pooled_features, probe_predictions
+    from emotion_ros_training.probe import pooled_features, probe_predictions
 
     gen = torch.Generator().manual_seed(0)
     recs = _records(120)

@@ -8,7 +8,7 @@ import wave
 import numpy as np
 import pytest
 
-from emotion_ros.vad import (
+from emotion_ros.ingest.vad import (
     FRAME,
     NS_PER_SAMPLE,
     EnergyVAD,
@@ -32,7 +32,7 @@ def silero():
 
 
 def _espeak(text, tmp_path, extra=()):
-    from emotion_ros.audio_conversion import chunk_to_mono
+    from emotion_ros.ingest.audio_conversion import chunk_to_mono
 
     path = tmp_path / "s.wav"
     subprocess.run(["espeak-ng", *extra, "-w", str(path), text], check=True, capture_output=True, timeout=60)
@@ -60,7 +60,7 @@ def test_no_torch_import_and_no_network():
     code = ("import sys, socket\n"
             "def deny(*a, **k): raise RuntimeError('network used')\n"
             "socket.socket.connect = deny\n"
-            "from emotion_ros.vad import SileroVAD\n"
+            "from emotion_ros.ingest.vad import SileroVAD\n"
             "import numpy as np\n"
             "v = SileroVAD(); p = v.prob(np.zeros(512, np.float32))\n"
             "assert 0.0 <= p <= 1.0\n"

@@ -11,8 +11,8 @@ import wave
 import numpy as np
 import pytest
 
-from emotion_ros.window import MODALITY_AUDIO, MODALITY_TEXT, MODALITY_VISION
-from emotion_ros.windowing import NS, NS_PER_SAMPLE, Windower, WindowingConfig, clean_transcript
+from emotion_ros.ingest.window import MODALITY_AUDIO, MODALITY_TEXT, MODALITY_VISION
+from emotion_ros.ingest.windowing import NS, NS_PER_SAMPLE, Windower, WindowingConfig, clean_transcript
 
 T0 = 1_700_000_000 * NS  # a realistic epoch stamp, a multiple of one 16 kHz sample period
 FRAME_SHAPE = (2, 6, 3)
@@ -542,7 +542,7 @@ def test_config_validation():
 # ------------------------------------------------------------------------------------------ VAD windows
 
 def _espeak_16k(text: str, tmp_path) -> np.ndarray:
-    from emotion_ros.audio_conversion import chunk_to_mono
+    from emotion_ros.ingest.audio_conversion import chunk_to_mono
 
     path = tmp_path / "speech.wav"
     subprocess.run(["espeak-ng", "-w", str(path), text], check=True, capture_output=True, timeout=60)
@@ -602,8 +602,8 @@ def test_vad_mode_silence_gives_no_windows():
 def test_header_stamp_conversion_and_transcript_cap():
     from types import SimpleNamespace as Time
 
-    from emotion_ros.errors import InputError
-    from emotion_ros.windowing import header_stamp_ns
+    from emotion_ros.ingest.errors import InputError
+    from emotion_ros.ingest.windowing import header_stamp_ns
 
     assert header_stamp_ns(Time(sec=1_700_000_000, nanosec=5)) == T0 + 5
     for bad in (Time(sec=0, nanosec=0), Time(sec=1, nanosec=NS), Time(sec=-1, nanosec=0), object()):
@@ -650,7 +650,7 @@ def test_threads_push_and_poll_concurrently():
     """Callbacks on executor threads + a polling worker: no exception, counts add up, nothing lost."""
     import threading
 
-    from emotion_ros.errors import DropCounter
+    from emotion_ros.ingest.errors import DropCounter
 
     counter = DropCounter()
     w = Windower(WindowingConfig(), counter=counter)

@@ -2,10 +2,10 @@
 import threading
 import time
 
-from emotion_ros.engine import EmotionResult
-from emotion_ros.errors import DropCounter
-from emotion_ros.window import Window
-from emotion_ros.worker import InferenceWorker, LatestQueue
+from emotion_ros.inference.engine import EmotionResult
+from emotion_ros.ingest.errors import DropCounter
+from emotion_ros.ingest.window import Window
+from emotion_ros.inference.worker import InferenceWorker, LatestQueue
 
 
 class FakeEngine:
@@ -94,7 +94,7 @@ def test_model_failure_is_counted_and_the_worker_goes_on():
 
 
 def test_fair_lock_alternates_between_two_busy_threads():
-    from emotion_ros.engine import FairLock
+    from emotion_ros.inference.engine import FairLock
 
     lock, order = FairLock(), []
 

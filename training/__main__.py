@@ -1,17 +1,17 @@
-"""`python -m training <command> ...`: one entry point for the offline tools.
+"""`python -m emotion_ros_training <command> ...`: one entry point for the offline tools.
 
-    python -m training train    --recipe tiny --manifest M --stage 1 --out RUN     (training.train)
-    python -m training evaluate --checkpoint RUN/stage2/final --manifest M        (training.evaluate)
-    python -m training report   --recipe tiny --manifest M --out REPORT           (training.report)
-    python -m training plots    RUN/stage1/metrics.jsonl --out loss.png           (training.plots)
-    python -m training export   --checkpoint RUN/stage2/final --out DIR           (training.export)
-    python -m training synth    --out DATA --num 100 --seed 0                      (training.synth.generate)
+    python -m emotion_ros_training train    --recipe tiny --manifest M --stage 1 --out RUN     (emotion_ros_training.train)
+    python -m emotion_ros_training evaluate --checkpoint RUN/stage2/final --manifest M        (emotion_ros_training.evaluate)
+    python -m emotion_ros_training report   --recipe tiny --manifest M --out REPORT           (emotion_ros_training.report)
+    python -m emotion_ros_training plots    RUN/stage1/metrics.jsonl --out loss.png           (emotion_ros_training.plots)
+    python -m emotion_ros_training export   --checkpoint RUN/stage2/final --out DIR           (emotion_ros_training.export)
+    python -m emotion_ros_training synth    --out DATA --num 100 --seed 0                      (emotion_ros_training.synth.generate)
 """
 import importlib
 import sys
 
-COMMANDS = {"train": "training.train", "evaluate": "training.evaluate", "report": "training.report",
-            "plots": "training.plots", "export": "training.export", "synth": "training.synth.generate"}
+COMMANDS = {"train": "emotion_ros_training.train", "evaluate": "emotion_ros_training.evaluate", "report": "emotion_ros_training.report",
+            "plots": "emotion_ros_training.plots", "export": "emotion_ros_training.export", "synth": "emotion_ros_training.synth.generate"}
 
 
 def main(argv=None) -> int:

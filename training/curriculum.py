@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 
 from emotion_ros.model.prompt import INSTRUCTION_POOLS, format_think_target
-from training.data.manifest import ClipRecord
+from emotion_ros_training.data.manifest import ClipRecord
 
 STAGES = ("1", "2", "joint")
 STAGE_IDS = {"1": 1, "2": 2, "joint": 3}

@@ -1,8 +1,8 @@
 """Multi-process training through torch.distributed: one command from a 2-core CPU to several GPUs.
 
-    python -m training.train ...                                  # 1 process
-    torchrun --nproc_per_node 2 -m training.train ...             # 2 processes (gloo on CPU)
-    torchrun --nproc_per_node 4 -m training.train ...             # 4 GPUs (nccl, one GPU per process)
+    python -m emotion_ros_training.train ...                                  # 1 process
+    torchrun --nproc_per_node 2 -m emotion_ros_training.train ...             # 2 processes (gloo on CPU)
+    torchrun --nproc_per_node 4 -m emotion_ros_training.train ...             # 4 GPUs (nccl, one GPU per process)
 
 torchrun sets RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT; ``init`` reads them and picks
 nccl when CUDA is available, gloo otherwise. Without them everything runs in one process.
@@ -12,7 +12,7 @@ model with frozen parts; one all-reduce of the flattened gradients per optimiser
 for us, keeps gradient accumulation trivial, and lets us normalise the loss by the GLOBAL number of target
 tokens (or of samples, recipe ``loss_weighting``), so the summed gradient of N processes is exactly the
 gradient of the 1-process global batch.
-Sample sharding is done by training.curriculum.Curriculum.batch_indices (DistributedSampler's
+Sample sharding is done by emotion_ros_training.curriculum.Curriculum.batch_indices (DistributedSampler's
 interleaving, but addressable by step so a resumed run starts mid-epoch without repeating data).
 """
 from __future__ import annotations

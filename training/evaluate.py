@@ -1,13 +1,13 @@
-"""Evaluate a trained checkpoint on a manifest with the benchmark metrics (emotion_ros.metrics).
+"""Evaluate a trained checkpoint on a manifest with the benchmark metrics (emotion_ros.evaluation.metrics).
 
-    python -m training.evaluate --checkpoint RUN/stage2/final --manifest M [--split test] [--out m.json]
+    python -m emotion_ros_training.evaluate --checkpoint RUN/stage2/final --manifest M [--split test] [--out m.json]
                                 [--cache DIR] [--modalities audio,vision,text] [--think N]
 
 Labels come from the label path the node uses (the label set scored in one pass, argmax), on the cached
-frozen-encoder features (training.features), in each clip's native label space. Reported:
+frozen-encoder features (emotion_ros_training.features), in each clip's native label space. Reported:
 - overall and per label space: accuracy, weighted/macro F1, per-label precision/recall/F1/support,
-  confusion matrix (emotion_ros.metrics.classification_report);
-- per source dataset: the paper's metric for that set (emotion_ros.metrics.score_dataset) and Avg;
+  confusion matrix (emotion_ros.evaluation.metrics.classification_report);
+- per source dataset: the paper's metric for that set (emotion_ros.evaluation.metrics.score_dataset) and Avg;
 - per synthetic subset (meta.kind: consistent / conflict / no_audio / no_video / no_face);
 - on the conflict subset: how often the prediction equals the face's, the voice's, the words' emotion
   (which modality the model follows);
@@ -28,8 +28,8 @@ from typing import Sequence
 
 import torch
 
-from emotion_ros import metrics as M
-from training.threads import torch_threads
+from emotion_ros.evaluation import metrics as M
+from emotion_ros_training.threads import torch_threads
 
 
 @torch.no_grad()
@@ -38,7 +38,7 @@ def predict_cached(model, cache, records, task: str = "emotion", modalities=("au
     """Label-path prediction per record from cached features: {"label", "probs"} in the record's label space."""
     from tqdm import tqdm
 
-    from training.features import keep_modalities
+    from emotion_ros_training.features import keep_modalities
 
     was = model.training
     model.eval()
@@ -66,7 +66,7 @@ def think_cached(model, cache, records, max_new_tokens: int = 160, modalities=("
     from tqdm import tqdm
 
     from emotion_ros.model.prompt import parse_answer
-    from training.features import keep_modalities
+    from emotion_ros_training.features import keep_modalities
 
     model.eval()
     out = []
@@ -164,8 +164,8 @@ def evaluate_cached(model, cache, records, modalities=("audio", "vision", "text"
 
 def load_checkpoint_model(checkpoint: str, device: str = "cpu"):
     """Build the model a trainable checkpoint belongs to (its recorded config) with the weights loaded."""
-    from emotion_ros.checkpoint import read_config
-    from emotion_ros.config import ModelConfig
+    from emotion_ros.model.checkpoint import read_config
+    from emotion_ros.model.config import ModelConfig
     from emotion_ros.model.emotion_llama import build_model
 
     meta = read_config(checkpoint)
@@ -177,7 +177,7 @@ def load_checkpoint_model(checkpoint: str, device: str = "cpu"):
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    ap = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m emotion_ros_training.evaluate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", required=True, help="trainable checkpoint dir (e.g. RUN/stage2/final)")
     ap.add_argument("--manifest", required=True)
     ap.add_argument("--split", default="test")
@@ -196,8 +196,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(ns) -> int:
 
-    from training.data.manifest import read_manifest
-    from training.features import FeatureCache
+    from emotion_ros_training.data.manifest import read_manifest
+    from emotion_ros_training.features import FeatureCache
 
     t0 = time.time()
     model, meta = load_checkpoint_model(ns.checkpoint)
@@ -206,7 +206,7 @@ def _main(ns) -> int:
         raise SystemExit(f"{ns.manifest}: no records in split {ns.split!r}")
     frame_size = tuple(ns.frame_size) if ns.frame_size else None
     if frame_size is None:  # the recipe recorded in the checkpoint knows the decode size
-        from training.recipes import RECIPES
+        from emotion_ros_training.recipes import RECIPES
 
         rname = (meta.get("metadata") or {}).get("recipe")
         if rname in RECIPES:

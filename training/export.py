@@ -1,10 +1,10 @@
 """Export trained parts for shipping: a trainable checkpoint re-saved with a smaller float type.
 
-    python -m training.export --checkpoint RUN/stage2/final --out models/nano/adapters [--dtype float16]
+    python -m emotion_ros_training.export --checkpoint RUN/stage2/final --out models/nano/adapters [--dtype float16]
 
 Why: the trainable parts are trained in fp32, but fp16 storage halves the shipped files; loading into the
-fp32 model (emotion_ros.checkpoint.load_trainable, or build_model with trainable_path) upcasts them. The
-result is an ordinary emotion_ros.checkpoint directory (safetensors + config.json with checksums, LoRA
+fp32 model (emotion_ros.model.checkpoint.load_trainable, or build_model with trainable_path) upcasts them. The
+result is an ordinary emotion_ros.model.checkpoint directory (safetensors + config.json with checksums, LoRA
 in peft's format), built for the model config recorded in the source checkpoint.
 """
 from __future__ import annotations
@@ -21,8 +21,8 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 
 
 def export(checkpoint: str, out: str, dtype: str = "float16", metadata: dict | None = None) -> Path:
-    from emotion_ros.checkpoint import read_config, save_trainable
-    from training.evaluate import load_checkpoint_model
+    from emotion_ros.model.checkpoint import read_config, save_trainable
+    from emotion_ros_training.evaluate import load_checkpoint_model
 
     model, meta = load_checkpoint_model(checkpoint)
     dt = DTYPES[dtype]
@@ -46,7 +46,7 @@ def size_bytes(directory) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    ap = argparse.ArgumentParser(prog="python -m training.export", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m emotion_ros_training.export", description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--dtype", default="float16", choices=sorted(DTYPES))

@@ -29,9 +29,9 @@ from typing import Sequence
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from emotion_ros.backbones.cache import sha256_file
+from emotion_ros.io import sha256_file
 from emotion_ros.model.emotion_llama import EncodedBatch
-from training.data.manifest import ClipRecord, InputError
+from emotion_ros_training.data.manifest import ClipRecord, InputError
 
 CACHE_FORMAT = "emotion_ros.features/1"
 
@@ -122,7 +122,7 @@ class FeatureCache:
                world: int = 1, progress: bool = True, barrier=None) -> list[ClipRecord]:
         """Encode the clips that are not cached yet (this rank's share of them), wait for the other
         ranks (``barrier``), and return the records that are usable (decode failures dropped + counted)."""
-        from training.data.media import sample_clip
+        from emotion_ros_training.data.media import sample_clip
 
         missing = [r for r in records if not self.has(r)]
         self.stats.hits += len(records) - len(missing)

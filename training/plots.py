@@ -1,6 +1,6 @@
-"""Loss curves from the JSONL metrics log(s) of training.train, as a PNG (matplotlib, no display).
+"""Loss curves from the JSONL metrics log(s) of emotion_ros_training.train, as a PNG (matplotlib, no display).
 
-    python -m training.plots RUN/stage1/metrics.jsonl RUN/stage2/metrics.jsonl --out RUN/loss.png
+    python -m emotion_ros_training.plots RUN/stage1/metrics.jsonl RUN/stage2/metrics.jsonl --out RUN/loss.png
 
 Several logs (stages) are drawn one after the other on a common step axis, each in its own colour,
 with the learning rate on a second axis; a moving average smooths the noisy per-step loss.
@@ -86,7 +86,7 @@ def plot_losses(paths, out, title: str | None = None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m training.plots", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m emotion_ros_training.plots", description=__doc__.split("\n\n")[0])
     ap.add_argument("logs", nargs="+", help="metrics.jsonl files, in stage order")
     ap.add_argument("--out", required=True)
     ap.add_argument("--title")

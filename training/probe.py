@@ -32,7 +32,7 @@ def pooled_features(enc) -> np.ndarray:
 def probe_predictions(cache, train_records: Sequence, test_records: Sequence, c: float = 0.1,
                       seed: int = 0) -> list[dict]:
     """Fit on ``train_records``' cached features, predict ``test_records``: [{"label", "probs"}] in the
-    test records' label-space order (the format training.evaluate.compute_metrics takes)."""
+    test records' label-space order (the format emotion_ros_training.evaluate.compute_metrics takes)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler

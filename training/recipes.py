@@ -17,7 +17,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from emotion_ros.config import jsonify
+from emotion_ros.model.config import jsonify
 
 
 @dataclass
@@ -57,12 +57,12 @@ class StageRecipe:
 @dataclass
 class Recipe:
     name: str
-    profile: str  # emotion_ros.config profile of the model
+    profile: str  # emotion_ros.model.config profile of the model
     stage1: StageRecipe
     stage2: StageRecipe
     joint: StageRecipe
     seed: int = 0
-    # Overrides passed to emotion_ros.config.get_profile (e.g. {"llm__lora_r": 8}).
+    # Overrides passed to emotion_ros.model.config.get_profile (e.g. {"llm__lora_r": 8}).
     model_overrides: dict = field(default_factory=dict)
     frame_size: tuple | None = None  # decode size (W, H) for clips; None = native
     encode_batch: int = 4  # clips per frozen-encoder call when filling the feature cache
@@ -94,7 +94,7 @@ class Recipe:
 
     def model_config(self, **extra):
         """The ModelConfig this recipe trains (profile + recipe overrides + ``extra``)."""
-        from emotion_ros.config import get_profile
+        from emotion_ros.model.config import get_profile
 
         return get_profile(self.profile, **{**self.model_overrides, **extra})
 

@@ -1,10 +1,10 @@
 """The ablation report: the paper's Tables 8-11 in miniature, on a held-out synthetic test set.
 
-    python -m training.report --recipe tiny|nano --manifest M --out DIR [--variants ...] [--steps-scale F]
+    python -m emotion_ros_training.report --recipe tiny|nano --manifest M --out DIR [--variants ...] [--steps-scale F]
                               [--reuse RUN]
 
-Trains (or reuses) one model per variant with training.train and scores the test split with
-training.evaluate (labels from the label path, emotion_ros.metrics):
+Trains (or reuses) one model per variant with emotion_ros_training.train and scores the test split with
+emotion_ros_training.evaluate (labels from the label path, emotion_ros.evaluation.metrics):
 - ``stage1``        Stage 1 only (perception)                          Table 10 row 1 / Table 8 ✓
 - ``stage2``        Stage 1 + Stage 2 (perception-to-cognition)         Table 10 row 3
 - ``joint``         single joint training from scratch (Stage-2 mixture, steps of both stages)  Table 10 row 2
@@ -32,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from emotion_ros.backbones.cache import sha256_file
+from emotion_ros.io import sha256_file
 
 VARIANTS = {
     # name: (stage, init-from variant, modalities, model overrides, description)
@@ -48,12 +48,12 @@ VARIANTS = {
 
 
 def run_variant(name: str, ns, out: Path, cache: str) -> dict:
-    from training.evaluate import evaluate_cached
-    from training.features import FeatureCache
-    from training.data.manifest import read_manifest
-    from training.recipes import get_recipe
-    from training.train import TrainArgs, Trainer
-    from training import distributed as D
+    from emotion_ros_training.evaluate import evaluate_cached
+    from emotion_ros_training.features import FeatureCache
+    from emotion_ros_training.data.manifest import read_manifest
+    from emotion_ros_training.recipes import get_recipe
+    from emotion_ros_training.train import TrainArgs, Trainer
+    from emotion_ros_training import distributed as D
 
     stage, init_from, mods, overrides, desc = VARIANTS[name]
     run_dir = out / "runs" / name
@@ -77,7 +77,7 @@ def run_variant(name: str, ns, out: Path, cache: str) -> dict:
         train_result = Trainer(args, D.DistInfo()).run()
     train_seconds = time.time() - t0
     # evaluate the final weights on the held-out split (once: the result is kept beside the weights)
-    from emotion_ros.checkpoint import load_trainable, read_config
+    from emotion_ros.model.checkpoint import load_trainable, read_config
     from emotion_ros.model.emotion_llama import build_model
 
     think = ns.think if stage in ("2", "joint") else 0  # the reasoning path exists only after reasoning data
@@ -110,11 +110,11 @@ def run_variant(name: str, ns, out: Path, cache: str) -> dict:
 
 def run_probe(ns, cache: str) -> dict:
     """The frozen-feature reference (training/probe.py) on the same train/test split and feature cache."""
-    from training.data.manifest import read_manifest
-    from training.evaluate import compute_metrics
-    from training.features import FeatureCache
-    from training.probe import probe_predictions
-    from training.recipes import get_recipe
+    from emotion_ros_training.data.manifest import read_manifest
+    from emotion_ros_training.evaluate import compute_metrics
+    from emotion_ros_training.features import FeatureCache
+    from emotion_ros_training.probe import probe_predictions
+    from emotion_ros_training.recipes import get_recipe
     from emotion_ros.model.emotion_llama import build_model
 
     recipe = get_recipe(ns.recipe)
@@ -233,7 +233,7 @@ def render_markdown(report: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    ap = argparse.ArgumentParser(prog="python -m training.report", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m emotion_ros_training.report", description=__doc__.split("\n\n")[0])
     ap.add_argument("--recipe", required=True, choices=["tiny", "nano", "paper"])
     ap.add_argument("--manifest", required=True)
     ap.add_argument("--out", required=True)
@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, help="torch threads (1 is fastest on a busy 2-core machine)")
     ap.add_argument("--no-progress", action="store_true")
     ns = ap.parse_args(argv)
-    from training.threads import torch_threads
+    from emotion_ros_training.threads import torch_threads
 
     with torch_threads(ns.threads):
         return _main(ns, argv)
@@ -271,7 +271,7 @@ def _main(ns, argv) -> int:
         print(f"[report] variant {name}", file=sys.stderr, flush=True)
         results[name] = run_variant(name, ns, out, cache)
     first = next(iter(results.values()))["metrics"]
-    from training.data.manifest import read_manifest
+    from emotion_ros_training.data.manifest import read_manifest
 
     test = [r for r in read_manifest(ns.manifest) if r.split == ns.split]
     kinds: dict[str, int] = {}
@@ -282,7 +282,7 @@ def _main(ns, argv) -> int:
         "recipe": ns.recipe, "manifest": str(ns.manifest), "split": ns.split, "n_test": first["overall"]["n"],
         "test_kinds": dict(sorted(kinds.items())), "labels": first["by_label_space"][next(iter(first["by_label_space"]))]["labels"],
         "chance": first["chance"], "steps_scale": ns.steps_scale, "seconds": time.time() - t0,
-        "command": "python -m training.report " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python -m emotion_ros_training.report " + " ".join(sys.argv[1:] if argv is None else argv),
         "results": results,
         "feature_probe": run_probe(ns, cache),
     }

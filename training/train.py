@@ -1,15 +1,15 @@
 """Train one curriculum stage: fusion + modal adapter + LoRA on cached frozen-encoder features.
 
-    python -m training.train --recipe tiny|nano|paper --manifest M --stage 1|2|joint --out DIR [--resume]
-    torchrun --nproc_per_node 2 -m training.train ...      # same command, several processes
+    python -m emotion_ros_training.train --recipe tiny|nano|paper --manifest M --stage 1|2|joint --out DIR [--resume]
+    torchrun --nproc_per_node 2 -m emotion_ros_training.train ...      # same command, several processes
 
 Output, per stage, in ``DIR/stage<S>/``:
 - ``checkpoints/step_NNNNNNN/``: resumable state, written atomically (temporary dir + rename):
-  ``trainable/`` (emotion_ros.checkpoint: fusion/adapter safetensors + peft LoRA), ``optimizer.safetensors``
+  ``trainable/`` (emotion_ros.model.checkpoint: fusion/adapter safetensors + peft LoRA), ``optimizer.safetensors``
   (AdamW moments), ``rng.safetensors`` (every process's torch RNG), ``state.json`` (step, recipe, data
   position, optimiser hyper-parameters, scheduler state, Python/NumPy RNG states, file checksums).
   ``latest.json`` points at the newest; older ones beyond ``keep_checkpoints`` are removed.
-- ``final/``: the trained parts (emotion_ros.checkpoint format) once the stage completes.
+- ``final/``: the trained parts (emotion_ros.model.checkpoint format) once the stage completes.
 - ``metrics.jsonl`` (one JSON object per step: step, stage, loss, lr, time ...), ``loss.png``,
   ``eval.json`` (held-out metrics when --eval-split is given).
 Stage 2 starts from ``DIR/stage1/final`` unless ``--init`` names another checkpoint.
@@ -40,13 +40,13 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from emotion_ros.backbones.cache import sha256_file
+from emotion_ros.io import sha256_file
 
-from training import distributed as D
-from training.curriculum import STAGES, Curriculum
-from training.precision import frozen_linears_in_bf16
-from training.recipes import Recipe, get_recipe
-from training.threads import torch_threads
+from emotion_ros_training import distributed as D
+from emotion_ros_training.curriculum import STAGES, Curriculum
+from emotion_ros_training.precision import frozen_linears_in_bf16
+from emotion_ros_training.recipes import Recipe, get_recipe
+from emotion_ros_training.threads import torch_threads
 
 STATE_FORMAT = "emotion_ros.train_state/1"
 
@@ -188,8 +188,8 @@ class Trainer:
 
     def setup(self) -> None:
         from emotion_ros.model.emotion_llama import build_model
-        from training.data.manifest import read_manifest
-        from training.features import FeatureCache
+        from emotion_ros_training.data.manifest import read_manifest
+        from emotion_ros_training.features import FeatureCache
 
         threads = self.args.threads or self.recipe.threads or max(1, (os.cpu_count() or 1) // self.info.world)
         torch.set_num_threads(threads)
@@ -238,7 +238,7 @@ class Trainer:
                     raise FileNotFoundError(f"stage 2 starts from the Stage-1 weights: {init} does not exist "
                                             f"(run --stage 1 first or pass --init)")
             if init:
-                from emotion_ros.checkpoint import load_trainable
+                from emotion_ros.model.checkpoint import load_trainable
 
                 load_trainable(self.model, init)
                 self._log(f"initialised from {init}")
@@ -277,7 +277,7 @@ class Trainer:
         if not self.info.is_main:
             D.barrier(self.info)
             return None
-        from emotion_ros.checkpoint import save_trainable
+        from emotion_ros.model.checkpoint import save_trainable
 
         self.ckpt_root.mkdir(parents=True, exist_ok=True)
         name = f"step_{self.step:07d}"
@@ -323,7 +323,7 @@ class Trainer:
         return final
 
     def load_checkpoint(self, path: Path) -> None:
-        from emotion_ros.checkpoint import load_trainable
+        from emotion_ros.model.checkpoint import load_trainable
 
         state = json.loads((path / "state.json").read_text())
         if state.get("format") != STATE_FORMAT or state.get("stage") != self.args.stage:
@@ -360,7 +360,7 @@ class Trainer:
 
     # -- one optimiser step ------------------------------------------------------------------------
     def train_step(self) -> dict:
-        from training.features import keep_modalities
+        from emotion_ros_training.features import keep_modalities
 
         model, info = self.model, self.info
         torch.manual_seed(step_seed(self.recipe.seed, self.args.stage, self.step, info.rank))
@@ -485,7 +485,7 @@ class Trainer:
 
     def finish(self) -> dict:
         """Final weights, loss plot and (optionally) held-out metrics of a completed stage."""
-        from emotion_ros.checkpoint import save_trainable
+        from emotion_ros.model.checkpoint import save_trainable
 
         out = {}
         final = self.stage_dir / "final"
@@ -496,14 +496,14 @@ class Trainer:
                 "manifest": str(self.args.manifest), "modalities": list(self.args.modalities),
                 "world_size": self.info.world})
             try:
-                from training.plots import plot_losses
+                from emotion_ros_training.plots import plot_losses
 
                 plot_losses(self.metrics_path, self.stage_dir / "loss.png")
             except Exception as e:  # a plot must never lose a trained stage
                 self._log(f"loss plot failed: {e}")
         out["final"] = str(final)
         if self.eval_records and self.info.is_main:
-            from training.evaluate import evaluate_cached
+            from emotion_ros_training.evaluate import evaluate_cached
 
             t0 = time.time()
             metrics = evaluate_cached(self.model, self.cache, self.eval_records, modalities=self.args.modalities,
@@ -532,7 +532,7 @@ def train(args: TrainArgs, model=None) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m emotion_ros_training.train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--recipe", required=True, choices=["tiny", "nano", "paper"])
     ap.add_argument("--manifest", required=True, help="MMEVerse-format JSONL manifest")
     ap.add_argument("--stage", required=True, choices=list(STAGES))

@@ -12,37 +12,37 @@ and a missing package is reported (NanoWeightsError) only when its loader is cal
 
 from __future__ import annotations
 
-from .packages import NanoWeightsError
+from emotion_ros.backbones.packages import NanoWeightsError
 
 __all__ = ["NanoWeightsError", "load_whisper_encoder", "load_efficientnet", "load_gemma", "Transcriber",
            "EfficientNetBackbone"]
 
 
 def load_whisper_encoder(verify_cache: bool = False):
-    from .whisper_ct2 import load_whisper_encoder as _load
+    from emotion_ros.backbones.whisper_ct2 import load_whisper_encoder as _load
 
     return _load(verify_cache=verify_cache)
 
 
 def load_efficientnet(variant: str = "lite0", verify_cache: bool = False):
-    from .efficientnet import load_efficientnet as _load
+    from emotion_ros.backbones.efficientnet import load_efficientnet as _load
 
     return _load(variant, verify_cache=verify_cache)
 
 
 def load_gemma(dtype=None, verify_cache: bool = False):
-    from .gemma_gguf import load_gemma as _load
+    from emotion_ros.backbones.gemma_gguf import load_gemma as _load
 
     return _load(dtype=dtype, verify_cache=verify_cache)
 
 
 def __getattr__(name: str):
     if name == "Transcriber":
-        from .asr import Transcriber
+        from emotion_ros.backbones.asr import Transcriber
 
         return Transcriber
     if name == "EfficientNetBackbone":
-        from .efficientnet import EfficientNetBackbone
+        from emotion_ros.backbones.efficientnet import EfficientNetBackbone
 
         return EfficientNetBackbone
     raise AttributeError(name)

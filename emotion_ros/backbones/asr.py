@@ -23,8 +23,8 @@ import unicodedata
 
 import numpy as np
 
-from ..errors import InputError
-from . import whisper_ct2
+from emotion_ros.ingest.errors import InputError
+from emotion_ros.backbones import whisper_ct2
 
 SAMPLE_RATE = 16_000
 

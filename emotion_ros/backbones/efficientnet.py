@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import cache, packages
+from emotion_ros.backbones import cache, packages
+from emotion_ros.io import write_json
 
 ENTRY = "efficientnet-lite0"
 WEIGHTS_FILE = "efficientnet_lite0.safetensors"
@@ -47,7 +48,7 @@ def efficientnet_weights_file(verify_cache: bool = False):
         # BatchNorm's num_batches_tracked counters are training bookkeeping, not weights.
         state = {k: v.contiguous() for k, v in state.items() if not k.endswith("num_batches_tracked")}
         save_file(state, str(tmp / WEIGHTS_FILE), metadata={"source_sha256": packages.EFFICIENTNET_LITE0_PTH.sha256})
-        cache.write_json(tmp / cache.META_NAME, {
+        write_json(tmp / cache.META_NAME, {
             "source": key,
             "files": cache.describe_files(tmp, [WEIGHTS_FILE]),
             "note": "torch.load(weights_only=True) of the packaged .pth, num_batches_tracked dropped, "

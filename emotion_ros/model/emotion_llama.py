@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from emotion_ros.config import ModelConfig
+from emotion_ros.model.config import ModelConfig
 from emotion_ros.model.adapter import ModalAdapter
 from emotion_ros.model.audio_encoder import AudioEncoder
 from emotion_ros.model.fusion import ConvAttentionFusion
@@ -22,7 +22,7 @@ from emotion_ros.model.llm import EmotionLLM
 from emotion_ros.model.prompt import (DEFAULT_TEMPLATE, PromptTemplate, instruction as make_instruction,
                                       parse_answer, prompt_segments, sanitize_transcript)
 from emotion_ros.model.vision_encoder import MultiviewVisionEncoder, ViTBackbone
-from emotion_ros.window import Window
+from emotion_ros.ingest.window import Window
 
 
 @dataclass
@@ -366,7 +366,7 @@ def build_model(cfg: ModelConfig, device: str | torch.device = "cpu") -> Emotion
         torch.manual_seed(cfg.seed + 2)
         model = EmotionLLaMA(cfg, audio, vision, llm)
     if cfg.trainable_path:
-        from emotion_ros.checkpoint import load_trainable
+        from emotion_ros.model.checkpoint import load_trainable
 
         load_trainable(model, cfg.trainable_path)
     return model.eval()

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from emotion_ros.errors import InputError
+from emotion_ros.ingest.errors import InputError
 
 
 @runtime_checkable
@@ -45,7 +45,7 @@ class ViTBackbone(nn.Module):
 
     def __init__(self, clip_vision_model: nn.Module, image_mean=None, image_std=None):
         super().__init__()
-        from emotion_ros.config import CLIP_MEAN, CLIP_STD
+        from emotion_ros.model.config import CLIP_MEAN, CLIP_STD
 
         self.model = clip_vision_model
         cfg = clip_vision_model.config

@@ -14,7 +14,7 @@ from rclpy.node import Node
 
 from emotion_ros.msg import AudioChunk
 
-from .ros_time import ns_to_stamp
+from emotion_ros.nodes.ros_time import ns_to_stamp
 
 PARAMETERS = {
     "topic": "/audio",

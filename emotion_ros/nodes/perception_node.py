@@ -3,7 +3,7 @@
 configure: load the model profile and checkpoint, build the windower.
 activate:  subscribe to camera/audio/transcript, start the inference threads, publish states.
 deactivate / cleanup: stop work / release the model.
-Subscription callbacks only convert and buffer; inference runs on worker threads (emotion_ros.worker).
+Subscription callbacks only convert and buffer; inference runs on worker threads (emotion_ros.inference.worker).
 """
 from __future__ import annotations
 
@@ -24,16 +24,16 @@ from std_msgs.msg import String
 
 from emotion_ros.msg import AudioChunk, EmotionReasoning, EmotionState
 
-from ..audio_conversion import warm_up
-from ..engine import EmotionResult, EngineConfig, InferenceEngine
-from ..runtime import build_engine
-from ..errors import DropCounter
-from ..launch_config import resolve_path
-from ..model.prompt import LABEL_SETS, parse_answer
-from ..window import modality_names
-from ..windowing import Windower, WindowingConfig
-from ..worker import InferenceWorker
-from .ros_time import ns_to_stamp, stamp_to_ns
+from emotion_ros.ingest.audio_conversion import warm_up
+from emotion_ros.inference.engine import EmotionResult, EngineConfig, InferenceEngine
+from emotion_ros.inference import build_engine
+from emotion_ros.ingest.errors import DropCounter
+from emotion_ros.app.launch_config import resolve_path
+from emotion_ros.model.prompt import LABEL_SETS, parse_answer
+from emotion_ros.ingest.window import modality_names
+from emotion_ros.ingest.windowing import Windower, WindowingConfig
+from emotion_ros.inference.worker import InferenceWorker
+from emotion_ros.nodes.ros_time import ns_to_stamp, stamp_to_ns
 
 NODE_NAME = "emotion_perception"
 
@@ -116,7 +116,7 @@ class EmotionPerceptionNode(LifecycleNode):
         if not self.p("transcript_topic") and config.asr == "never":
             self.get_logger().warning("no transcript topic and asr=never: windows will have no text")
         t = time.monotonic()
-        runtime_log = logging.getLogger("emotion_ros.runtime")
+        runtime_log = logging.getLogger("emotion_ros.inference")
         runtime_log.setLevel(logging.INFO)
         runtime_log.handlers = [h for h in runtime_log.handlers if not isinstance(h, _RosLogHandler)]
         runtime_log.addHandler(_RosLogHandler(self.get_logger()))

@@ -1,10 +1,10 @@
 """MMEVerse-format clip records, their JSONL manifests, media decoding and dataset adapters.
 
-    from training.data import read_manifest, ClipDataset
+    from emotion_ros_training.data import read_manifest, ClipDataset
     records = read_manifest("data/synth/manifest.jsonl")
-    window = ClipDataset(records)[0]          # an emotion_ros.window.Window
+    window = ClipDataset(records)[0]          # an emotion_ros.ingest.window.Window
 """
-from training.data.manifest import (
+from emotion_ros_training.data.manifest import (
     IEMOCAP4,
     LABEL_SPACES,
     MELD7,
@@ -42,9 +42,9 @@ __all__ = [
 
 
 def __getattr__(name):
-    # media pulls in PyAV; keep `import training.data` light for code that only reads manifests.
+    # media pulls in PyAV; keep `import emotion_ros_training.data` light for code that only reads manifests.
     if name in ("ClipDataset", "sample_clip"):
-        from training.data import media
+        from emotion_ros_training.data import media
 
         return getattr(media, name)
     raise AttributeError(name)

@@ -16,10 +16,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emotion_ros.errors import InputError
+from emotion_ros.ingest.errors import InputError
 
 SPLITS = ("train", "val", "test")
-MODALITIES = ("audio", "vision", "text")  # same names as emotion_ros.window.modality_names
+MODALITIES = ("audio", "vision", "text")  # same names as emotion_ros.ingest.window.modality_names
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import av
 import numpy as np
 
-from emotion_ros.window import AUDIO_SAMPLE_RATE, NUM_FRAMES, Window
-from training.data.manifest import ClipRecord, InputError, read_manifest
+from emotion_ros.ingest.window import AUDIO_SAMPLE_RATE, NUM_FRAMES, Window
+from emotion_ros_training.data.manifest import ClipRecord, InputError, read_manifest
 
 class MediaError(InputError):
     """A media file that is missing, unreadable, or lacks the stream a record promises."""

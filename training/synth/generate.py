@@ -1,6 +1,6 @@
 """Generate synthetic MMEVerse-format clips: real media files + manifest.jsonl, deterministic from a seed.
 
-    python -m training.synth.generate --out data/synth --num 100 --seed 0 [--workers 2]
+    python -m emotion_ros_training.synth.generate --out data/synth --num 100 --seed 0 [--workers 2]
 
 Each clip is ~2 s: a rendered face (15 fps, 224x224 H.264) whose expression carries one MER6 emotion,
 espeak-ng speech whose prosody carries one (AAC in the same mp4), and a subtitle whose words carry
@@ -27,11 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from training.data.manifest import MER6, ClipRecord, think_target, write_manifest
-from training.data.media import write_media
-from training.synth import face as face_mod
-from training.synth import speech as speech_mod
-from training.synth import text as text_mod
+from emotion_ros_training.data.manifest import MER6, ClipRecord, think_target, write_manifest
+from emotion_ros_training.data.media import write_media
+from emotion_ros_training.synth import face as face_mod
+from emotion_ros_training.synth import speech as speech_mod
+from emotion_ros_training.synth import text as text_mod
 
 GENERATOR_VERSION = 1
 KINDS = ("consistent", "conflict", "no_audio", "no_video", "no_face")
@@ -187,7 +187,7 @@ def generate_clip(plan: ClipPlan, cfg: SynthConfig, out_dir: str) -> ClipRecord:
         "prosody": prosody.to_dict() if prosody is not None else None,
         "face_apex": face_info.get("apex") if face_info else None,
         "think": think_target(description, plan.label),
-        "generator": {"name": "training.synth.generate", "version": GENERATOR_VERSION, "seed": cfg.seed,
+        "generator": {"name": "emotion_ros_training.synth.generate", "version": GENERATOR_VERSION, "seed": cfg.seed,
                       "index": plan.index},
     }
     return ClipRecord(
@@ -263,7 +263,7 @@ def generate(cfg: SynthConfig, out_dir: str | os.PathLike, progress: bool = Fals
         dicts = list(_progress(map(_work, jobs), len(jobs), progress))
     records = [ClipRecord.from_dict(d) for d in dicts]
     write_manifest(os.path.join(out_dir, "manifest.jsonl"), records)
-    info = {"generator": "training.synth.generate", "version": GENERATOR_VERSION, "seed": cfg.seed,
+    info = {"generator": "emotion_ros_training.synth.generate", "version": GENERATOR_VERSION, "seed": cfg.seed,
             "num": cfg.num, "duration_s": cfg.duration_s, "fps": cfg.fps, "size": list(cfg.size),
             "label_space": MER6.to_dict(), "test_fraction": cfg.test_fraction,
             "conflict_fraction": cfg.conflict_fraction, "missing_fraction": cfg.missing_fraction}

@@ -4,7 +4,7 @@ Each adapter module documents the layout it expects and exposes `build(root, **o
 Clips whose media file is missing or whose label is outside the label space are skipped and counted
 (never silently): `result.skipped` maps a reason to a count.
 
-    python -m training.data.adapters meld --root /data/MELD.Raw --out manifests/meld.jsonl
+    python -m emotion_ros_training.data.adapters meld --root /data/MELD.Raw --out manifests/meld.jsonl
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from training.data.manifest import ClipRecord, write_manifest
+from emotion_ros_training.data.manifest import ClipRecord, write_manifest
 
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 
@@ -80,7 +80,7 @@ def get_adapter(name: str):
     module = {"mosi": "mmsa", "mosei": "mmsa", "sims": "mmsa"}.get(name, name)
     if name not in ADAPTERS:
         raise KeyError(f"unknown dataset {name!r}; have {ADAPTERS}")
-    mod = importlib.import_module(f"training.data.adapters.{module}")
+    mod = importlib.import_module(f"emotion_ros_training.data.adapters.{module}")
     if module == "mmsa":
         return lambda root, **kw: mod.build(root, dataset={"mosi": "CMU-MOSI", "mosei": "CMU-MOSEI", "sims": "CH-SIMS"}[name], **kw)
     return mod.build

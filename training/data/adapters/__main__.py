@@ -1,3 +1,3 @@
-from training.data.adapters import main
+from emotion_ros_training.data.adapters import main
 
 raise SystemExit(main())

@@ -20,8 +20,8 @@ import glob
 import os
 import re
 
-from training.data.adapters import AdapterResult
-from training.data.manifest import IEMOCAP4, ClipRecord
+from emotion_ros_training.data.adapters import AdapterResult
+from emotion_ros_training.data.manifest import IEMOCAP4, ClipRecord
 
 EVAL_LINE = re.compile(
     r"^\[(?P<start>\d+(?:\.\d+)?)\s*-\s*(?P<end>\d+(?:\.\d+)?)\]\s+(?P<turn>\S+)\s+(?P<emo>\w+)"

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import os
 
-from training.data.adapters import AdapterResult, column, find_media, read_csv
-from training.data.manifest import MELD7, SENTIMENT3, ClipRecord
+from emotion_ros_training.data.adapters import AdapterResult, column, find_media, read_csv
+from emotion_ros_training.data.manifest import MELD7, SENTIMENT3, ClipRecord
 
 SPLITS = {
     "train": ("train_sent_emo.csv", ("train_splits",), "train"),

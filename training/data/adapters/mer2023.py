@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import os
 
-from training.data.adapters import AdapterResult, column, find_media, read_csv
-from training.data.manifest import MER6, ClipRecord
+from emotion_ros_training.data.adapters import AdapterResult, column, find_media, read_csv
+from emotion_ros_training.data.manifest import MER6, ClipRecord
 
 LABEL_ALIASES = {"surprised": "surprise", "anger": "angry", "happiness": "happy", "sadness": "sad"}
 

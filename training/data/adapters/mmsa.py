@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import os
 
-from training.data.adapters import AdapterResult, column, find_media, read_csv, sentiment3
-from training.data.manifest import SENTIMENT3, ClipRecord
+from emotion_ros_training.data.adapters import AdapterResult, column, find_media, read_csv, sentiment3
+from emotion_ros_training.data.manifest import SENTIMENT3, ClipRecord
 
 MODES = {"train": "train", "valid": "val", "val": "val", "dev": "val", "test": "test"}
 SCALES = {"CMU-MOSI": "-3..3", "CMU-MOSEI": "-3..3", "CH-SIMS": "-1..1"}

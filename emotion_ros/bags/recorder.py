@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from .bag_io import BagWriter
-from .typestore import DEFAULT_TOPICS, OUTPUT_TOPICS, has_header, header_stamp_from_cdr, ros_message_class
+from emotion_ros.bags.bag_io import BagWriter
+from emotion_ros.bags.typestore import DEFAULT_TOPICS, OUTPUT_TOPICS, has_header, header_stamp_from_cdr, ros_message_class
 
 
 def reliable_qos(depth: int = 100):

@@ -25,7 +25,7 @@ import warnings
 
 import numpy as np
 
-from emotion_ros.errors import InputError, byte_view
+from emotion_ros.ingest.errors import InputError, byte_view
 
 DEFAULT_MAX_WIDTH = 4096
 DEFAULT_MAX_HEIGHT = 4096

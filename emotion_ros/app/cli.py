@@ -11,7 +11,7 @@ import sys
 
 
 def _launch(args) -> int:
-    from .launcher import launch
+    from emotion_ros.app.launcher import launch
 
     return launch(args.params_file, use_microphone=not args.no_microphone, ros_args=args.ros_args)
 
@@ -19,14 +19,14 @@ def _launch(args) -> int:
 def _node(args) -> int:
     import importlib
 
-    from .launch_config import NODES
+    from emotion_ros.app.launch_config import NODES
 
     modules = {exe: module for exe, module, _name, _opt in NODES}
     return importlib.import_module(modules[args.name]).main(["emotion_ros", *args.ros_args])
 
 
 def _demo(args) -> int:
-    from .demo import run_demo
+    from emotion_ros.app.demo import run_demo
 
     return run_demo(args)
 
@@ -46,17 +46,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ros_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_node)
 
-    from .demo import add_demo_arguments
+    from emotion_ros.app.demo import add_demo_arguments
 
     p = sub.add_parser("demo", help="replay the shipped sample bags through the real nodes and print the states")
     add_demo_arguments(p)
     p.set_defaults(func=_demo)
 
-    from .summary import add_summary_command
+    from emotion_ros.app.summary import add_summary_command
 
     add_summary_command(sub)
     try:
-        from .replay.cli import add_replay_commands
+        from emotion_ros.app.bag_commands import add_replay_commands
     except ImportError:  # replay tools not installed in this checkout
         add_replay_commands = None
     if add_replay_commands is not None:

@@ -30,9 +30,9 @@ def _remap(items) -> dict[str, str]:
 def cmd_replay(args) -> int:
     import rclpy
 
-    from .player import BagPlayer, PlayerConfig
-    from .recorder import BagRecorder
-    from .typestore import EMOTION_REASONING, EMOTION_STATE
+    from emotion_ros.bags.player import BagPlayer, PlayerConfig
+    from emotion_ros.bags.recorder import BagRecorder
+    from emotion_ros.bags.typestore import EMOTION_REASONING, EMOTION_STATE
 
     config = PlayerConfig(rate=args.rate, flow=args.flow, topics=args.topics or PlayerConfig.topics,
                           remap=_remap(args.remap), state_topic=args.state_topic, window_s=args.window_s,
@@ -70,8 +70,8 @@ def cmd_record(args) -> int:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
-    from .recorder import BagRecorder
-    from .typestore import DEFAULT_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS
+    from emotion_ros.bags.recorder import BagRecorder
+    from emotion_ros.bags.typestore import DEFAULT_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS
 
     topics = list(args.topics or OUTPUT_TOPICS)
     if args.inputs:
@@ -106,9 +106,9 @@ def cmd_record(args) -> int:
 
 # ---------------------------------------------------------------------------------------- evaluate
 def cmd_evaluate(args) -> int:
-    from .. import metrics as M
-    from ..evaluate import BagJob, evaluate, load_manifest
-    from ..report import write_report
+    from emotion_ros.evaluation import metrics as M
+    from emotion_ros.evaluation.evaluate import BagJob, evaluate, load_manifest
+    from emotion_ros.evaluation.report import write_report
 
     jobs = [BagJob(b, args.annotations, args.states) for b in args.bags]
     if args.manifest:
@@ -117,7 +117,7 @@ def cmd_evaluate(args) -> int:
         raise SystemExit("evaluate: give bag paths or --manifest")
     states_fn = None
     if args.offline:
-        from .offline import OfflineRunner, build_engine, default_windower_factory
+        from emotion_ros.bags.offline import OfflineRunner, build_engine, default_windower_factory
 
         engine = build_engine(args.profile, args.checkpoint, args.labels or (), args.label_set, seed=args.seed,
                               llm_precision=args.llm_precision)
@@ -137,7 +137,7 @@ def cmd_evaluate(args) -> int:
 
 # ---------------------------------------------------------------------------------------- make-bag
 def cmd_make_bag(args) -> int:
-    from .clips import BagTopics, make_bag_from_clips, make_bags_per_clip, write_synthetic_bag
+    from emotion_ros.bags.clips import BagTopics, make_bag_from_clips, make_bags_per_clip, write_synthetic_bag
 
     if args.synthetic:
         segments = []
@@ -150,7 +150,7 @@ def cmd_make_bag(args) -> int:
         return 0
     if not args.manifest:
         raise SystemExit("make-bag: give --manifest CLIPS.jsonl or --synthetic LABEL:SECONDS,...")
-    from training.data.manifest import read_manifest
+    from emotion_ros_training.data.manifest import read_manifest
 
     records = [r for r in read_manifest(args.manifest) if not args.split or r.split == args.split]
     records = records[: args.limit] if args.limit else records
@@ -215,7 +215,7 @@ def add_replay_commands(subparsers) -> None:
 
     p = subparsers.add_parser("make-bag", help="annotated bag(s) from MMEVerse clips or a synthetic session")
     p.add_argument("out")
-    p.add_argument("--manifest", help="MMEVerse JSONL manifest (training.data.manifest)")
+    p.add_argument("--manifest", help="MMEVerse JSONL manifest (emotion_ros_training.data.manifest)")
     p.add_argument("--split", default="", help="only clips of this split")
     p.add_argument("--limit", type=int, default=0)
     p.add_argument("--per-clip", action="store_true", help="one bag per clip under OUT")
@@ -232,7 +232,7 @@ def add_replay_commands(subparsers) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="emotion_ros.replay")
+    parser = argparse.ArgumentParser(prog="emotion_ros.bags")
     add_replay_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     return int(args.func(args) or 0)

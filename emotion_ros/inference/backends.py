@@ -22,7 +22,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-log = logging.getLogger("emotion_ros.runtime")
+log = logging.getLogger("emotion_ros.inference")
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 ORT_PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -93,7 +93,7 @@ class OnnxRuntimeBackend(Backend):
                  threads: int | None = None, export_if_missing: bool = True):
         import onnxruntime as ort
 
-        from .export import export_onnx, onnx_files, onnx_up_to_date
+        from emotion_ros.inference.export import export_onnx, onnx_files, onnx_up_to_date
 
         self.model = model
         self.dir = Path(onnx_dir)
@@ -274,7 +274,7 @@ class TensorRTBackend(Backend):
     def __init__(self, model, onnx_dir: str | Path, fp16: bool = True, int8: bool = False,
                  calibration: dict | None = None):
         trt = _import_tensorrt()
-        from .export import export_onnx, onnx_files, onnx_up_to_date
+        from emotion_ros.inference.export import export_onnx, onnx_files, onnx_up_to_date
 
         self.model = model
         self.dir = Path(onnx_dir)
@@ -348,7 +348,7 @@ def _onnx_dir(model, onnx_dir):
         return Path(onnx_dir)
     import os
 
-    from .export import weights_fingerprint
+    from emotion_ros.inference.export import weights_fingerprint
 
     base = Path(os.environ.get("EMOTION_ROS_CACHE", Path.home() / ".cache" / "emotion_ros")) / "onnx"
     return base / f"{model.cfg.name}-{weights_fingerprint(model)}"

@@ -13,8 +13,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from .launch_config import default_params_file, package_root
-from .window import modality_names
+from emotion_ros.app.launch_config import default_params_file, package_root
+from emotion_ros.ingest.window import modality_names
 
 
 def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,11 +37,11 @@ def run_demo(args) -> int:
 
     from emotion_ros.msg import AudioChunk, EmotionReasoning
 
-    from . import annotations
-    from .replay.bag_io import BagReader
-    from .launcher import node_command
-    from .replay.player import BagPlayer, PlayerConfig
-    from .replay.typestore import INPUT_TOPICS
+    from emotion_ros.evaluation import annotations
+    from emotion_ros.bags.bag_io import BagReader
+    from emotion_ros.app.launcher import node_command
+    from emotion_ros.bags.player import BagPlayer, PlayerConfig
+    from emotion_ros.bags.typestore import INPUT_TOPICS
 
     samples = args.samples or package_root() / "samples"
     bags = sorted(d for d in samples.iterdir() if (d / "metadata.yaml").exists()) if samples.is_dir() else []

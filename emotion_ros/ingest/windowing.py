@@ -63,10 +63,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from emotion_ros.audio_conversion import chunk_to_mono
-from emotion_ros.errors import DropCounter, InputError
-from emotion_ros.image_conversion import compressed_to_rgb, image_to_rgb
-from emotion_ros.window import AUDIO_SAMPLE_RATE, NUM_FRAMES, Window
+from emotion_ros.ingest.audio_conversion import chunk_to_mono
+from emotion_ros.ingest.errors import DropCounter, InputError
+from emotion_ros.ingest.image_conversion import compressed_to_rgb, image_to_rgb
+from emotion_ros.ingest.window import AUDIO_SAMPLE_RATE, NUM_FRAMES, Window
 
 NS = 1_000_000_000
 NS_PER_SAMPLE = NS // AUDIO_SAMPLE_RATE  # 62_500 exactly at 16 kHz
@@ -238,7 +238,7 @@ class Windower:
         self._fixed = c.mode in ("fixed", "both")
         self._use_vad = c.mode in ("vad", "both")
         if self._use_vad and vad is None:
-            from emotion_ros.vad import SpeechSegmenter, VadConfig
+            from emotion_ros.ingest.vad import SpeechSegmenter, VadConfig
 
             vad = SpeechSegmenter(VadConfig(max_speech_s=c.max_speech_s))
         self.vad = vad if self._use_vad else None

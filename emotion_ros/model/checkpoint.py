@@ -29,7 +29,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from emotion_ros.backbones.cache import sha256_file
+from emotion_ros.io import sha256_file
 
 FORMAT = "emotion_ros.trainable/1"
 MODAL_FILE = "modal.safetensors"

@@ -1,7 +1,7 @@
 """Deployment runtime: backends (torch / onnxruntime / tensorrt), exports, caches and the fast engine.
 
 ``build_engine(engine_config, backend=..., optimised=True)`` is what the perception node calls: it returns
-an object with the ``emotion_ros.engine.InferenceEngine`` API (``process(window)``,
+an object with the ``emotion_ros.inference.engine.InferenceEngine`` API (``process(window)``,
 ``stream_reasoning(window, should_stop)``), logs which backend really runs and falls back with a warning
 (tensorrt -> onnxruntime -> torch) when the requested one cannot run here.
 """
@@ -12,12 +12,12 @@ import logging
 __all__ = ["build_engine", "BACKENDS"]
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
-log = logging.getLogger("emotion_ros.runtime")
+log = logging.getLogger("emotion_ros.inference")
 
 
 def build_engine(engine_config, backend: str = "torch", optimised: bool = True, model=None, options=None,
                  onnx_dir: str | None = None, transcriber=None, **backend_options):
-    """An engine with the InferenceEngine API for ``engine_config`` (emotion_ros.engine.EngineConfig).
+    """An engine with the InferenceEngine API for ``engine_config`` (emotion_ros.inference.engine.EngineConfig).
 
     backend: "torch" | "onnxruntime" | "tensorrt" (encoders + fusion/adapter; the LLM runs in PyTorch).
     optimised=False with backend="torch" returns the plain reference InferenceEngine.
@@ -26,11 +26,11 @@ def build_engine(engine_config, backend: str = "torch", optimised: bool = True, 
     InferenceEngine.from_config). options: runtime.fast_engine.FastOptions. onnx_dir: where the ONNX
     export lives / is written (default: a per-model folder in ~/.cache/emotion_ros/onnx).
     """
-    from emotion_ros.engine import InferenceEngine
+    from emotion_ros.inference.engine import InferenceEngine
 
-    from .backends import make_backend
-    from .fast_engine import FastInferenceEngine, FastOptions
-    from .precision import set_llm_precision
+    from emotion_ros.inference.backends import make_backend
+    from emotion_ros.inference.fast_engine import FastInferenceEngine, FastOptions
+    from emotion_ros.inference.precision import set_llm_precision
 
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")

@@ -16,8 +16,8 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from .bag_io import BagError, BagReader, BagWriter
-from .typestore import (AUDIO_CHUNK, COMPRESSED_IMAGE, EMOTION_STATE, IMAGE, STRING, header_msg,
+from emotion_ros.bags.bag_io import BagError, BagReader, BagWriter
+from emotion_ros.bags.typestore import (AUDIO_CHUNK, COMPRESSED_IMAGE, EMOTION_STATE, IMAGE, STRING, header_msg,
                         project_typestore, stamp_ns, time_msg)
 
 NS = 1_000_000_000
@@ -114,8 +114,8 @@ class InputTopics:
 class OfflineRunner:
     """Runs bags through `windower_factory()` + `engine.process` in one thread, deterministically.
 
-    engine: anything with .process(Window) -> EmotionResult (emotion_ros.engine.InferenceEngine).
-    windower_factory: () -> a fresh Windower per bag (default: emotion_ros.windowing with the node's
+    engine: anything with .process(Window) -> EmotionResult (emotion_ros.inference.engine.InferenceEngine).
+    windower_factory: () -> a fresh Windower per bag (default: emotion_ros.ingest.windowing with the node's
     default window/hop); it must offer push_frame/push_audio/push_transcript/poll like the node uses.
     """
 
@@ -128,7 +128,7 @@ class OfflineRunner:
 
     def run(self, bag_path: str | Path, progress: bool = False,
             on_state: Callable[[StateRecord], None] | None = None) -> OfflineResult:
-        from ..errors import DropCounter, InputError
+        from emotion_ros.ingest.errors import DropCounter, InputError
 
         drops = DropCounter()
         windower = self.windower_factory(drops)
@@ -206,7 +206,7 @@ def _push_image(windower, stamp: int, msg) -> bool:
     if hasattr(windower, "push_image"):
         return windower.push_image(stamp, msg.encoding, msg.height, msg.width, msg.step, bytes(msg.data),
                                    msg.is_bigendian)
-    from ..image_conversion import image_to_rgb
+    from emotion_ros.ingest.image_conversion import image_to_rgb
 
     rgb = image_to_rgb(msg.encoding, msg.height, msg.width, msg.step, bytes(msg.data), msg.is_bigendian)
     return windower.push_frame(stamp, rgb) is not False
@@ -215,7 +215,7 @@ def _push_image(windower, stamp: int, msg) -> bool:
 def _push_compressed(windower, stamp: int, msg) -> bool:
     if hasattr(windower, "push_compressed_image"):
         return windower.push_compressed_image(stamp, msg.format, bytes(msg.data))
-    from ..image_conversion import compressed_to_rgb
+    from emotion_ros.ingest.image_conversion import compressed_to_rgb
 
     return windower.push_frame(stamp, compressed_to_rgb(msg.format, bytes(msg.data))) is not False
 
@@ -223,7 +223,7 @@ def _push_compressed(windower, stamp: int, msg) -> bool:
 def _push_audio(windower, stamp: int, msg) -> bool:
     if hasattr(windower, "push_audio_chunk"):
         return windower.push_audio_chunk(stamp, msg.sample_rate, msg.channels, msg.sample_format, bytes(msg.data))
-    from ..audio_conversion import chunk_to_mono
+    from emotion_ros.ingest.audio_conversion import chunk_to_mono
 
     samples = chunk_to_mono(msg.sample_rate, msg.channels, msg.sample_format, bytes(msg.data))
     if isinstance(samples, tuple):  # (samples, clipped)
@@ -241,7 +241,7 @@ def default_windower_factory(window_s: float = DEFAULT_WINDOW_S, hop_s: float = 
     """A factory of the project's Windower configured like the node's parameters."""
 
     def make(drops):
-        from ..windowing import Windower, WindowingConfig
+        from emotion_ros.ingest.windowing import Windower, WindowingConfig
 
         config = WindowingConfig(window_s=window_s, hop_s=hop_s, mode=mode, sensor_timeout_s=sensor_timeout_s)
         return Windower(config, counter=drops)
@@ -254,11 +254,11 @@ def build_engine(profile: str = "tiny", checkpoint: str = "", labels: Iterable[s
                  llm_precision: str = "float32"):
     """An engine for a profile (labels from a named set unless given explicitly): the reference
     InferenceEngine in float32, else the node's optimised engine with that LLM precision."""
-    from ..engine import EngineConfig, InferenceEngine
+    from emotion_ros.inference.engine import EngineConfig, InferenceEngine
 
     labels = tuple(x for x in labels if x)
     if not labels:
-        from ..model.prompt import LABEL_SETS
+        from emotion_ros.model.prompt import LABEL_SETS
 
         if label_set not in LABEL_SETS:
             raise ValueError(f"unknown label set {label_set!r}; known: {sorted(LABEL_SETS)}")
@@ -267,6 +267,6 @@ def build_engine(profile: str = "tiny", checkpoint: str = "", labels: Iterable[s
                           llm_precision=llm_precision)
     if llm_precision == "float32":
         return InferenceEngine.from_config(config)
-    from ..runtime import build_engine as build_runtime_engine
+    from emotion_ros.inference import build_engine as build_runtime_engine
 
     return build_runtime_engine(config, optimised=True)

@@ -8,7 +8,7 @@ node's windowing + model code, no DDS). Two scoring levels:
   A segment no state overlaps is predicted "<none>" (counted wrong, and visible in the report);
 - window: each state is scored against the annotated segment covering most of its window (states
   with less than half their window annotated are left out).
-The paper metric of each data set (emotion_ros.metrics.dataset_metric) is computed per data set over
+The paper metric of each data set (emotion_ros.evaluation.metrics.dataset_metric) is computed per data set over
 all its bags, then averaged over sets (Avg). One bad bag is recorded in `errors` and the rest go on.
 """
 from __future__ import annotations
@@ -22,10 +22,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import metrics as M
-from .annotations import AnnotationError, Annotations, find_for_bag, load as load_annotations
-from .replay.bag_io import BagError, BagReader
-from .replay.offline import StateRecord, read_states
+from emotion_ros.evaluation import metrics as M
+from emotion_ros.evaluation.annotations import AnnotationError, Annotations, find_for_bag, load as load_annotations
+from emotion_ros.bags.bag_io import BagError, BagReader
+from emotion_ros.bags.offline import StateRecord, read_states
 
 NONE_LABEL = "<none>"
 NS = 1_000_000_000

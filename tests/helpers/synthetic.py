@@ -2,7 +2,7 @@
 
 Frames: a drifting coloured gradient with a moving bright disc ("face") at ``fps``, so consecutive frames
 differ; audio: a voiced-speech-like signal (harmonics of a gliding pitch, syllable-rate amplitude
-envelope, a little noise). Windows are cut exactly like emotion_ros.windowing does for fixed windows:
+envelope, a little noise). Windows are cut exactly like emotion_ros.ingest.windowing does for fixed windows:
 ``num_frames`` instants S + (i + 1/2)(E - S)/num_frames take the nearest frame (its stamp goes into
 frame_stamps_ns) and the global frame is the frame nearest the midpoint.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from emotion_ros.window import Window
+from emotion_ros.ingest.window import Window
 
 NS = 1_000_000_000
 

@@ -16,7 +16,7 @@ NODES = (
 
 def package_root() -> Path:
     """The source tree (or the installed share dir) that holds launch/ and models/."""
-    here = Path(__file__).resolve().parent.parent
+    here = Path(__file__).resolve().parents[2]
     if (here / "launch" / PARAMS_FILE).exists():
         return here
     try:

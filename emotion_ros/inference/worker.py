@@ -10,9 +10,9 @@ import time
 from collections import deque
 from typing import Callable
 
-from .engine import EmotionResult, InferenceEngine
-from .errors import DropCounter
-from .window import Window
+from emotion_ros.inference.engine import EmotionResult, InferenceEngine
+from emotion_ros.ingest.errors import DropCounter
+from emotion_ros.ingest.window import Window
 
 
 class LatestQueue:

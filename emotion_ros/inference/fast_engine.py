@@ -1,4 +1,4 @@
-"""Optimised inference engine: the API of ``emotion_ros.engine.InferenceEngine``, less work per window.
+"""Optimised inference engine: the API of ``emotion_ros.inference.engine.InferenceEngine``, less work per window.
 
 Speed-ups (each a switch in ``FastOptions`` so the benchmark can measure it; ``FastOptions.naive()`` turns
 all of them off and is the reference "naive per-window pipeline"):
@@ -36,15 +36,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from emotion_ros.engine import EmotionResult, EngineConfig, InferenceEngine
+from emotion_ros.inference.engine import EmotionResult, EngineConfig, InferenceEngine
 from emotion_ros.model.llm import TextDeltas, penalise_repeats
 from emotion_ros.model.prompt import instruction as make_instruction
 from emotion_ros.model.prompt import prompt_segments, sanitize_transcript
-from emotion_ros.window import Window
+from emotion_ros.ingest.window import Window
 
-from .backends import Backend, TorchBackend
-from .frame_cache import CachedVisionEncoder, FrameEmbeddingCache
-from .precision import set_llm_precision
+from emotion_ros.inference.backends import Backend, TorchBackend
+from emotion_ros.inference.frame_cache import CachedVisionEncoder, FrameEmbeddingCache
+from emotion_ros.inference.precision import set_llm_precision
 
 
 @dataclass

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from .window import Window
+from emotion_ros.ingest.window import Window
 
 
 @dataclass
@@ -60,7 +60,7 @@ class FairLock:
 @dataclass
 class EngineConfig:
     profile: str = "tiny"
-    checkpoint: str = ""          # folder written by emotion_ros.checkpoint.save_trainable; "" = none
+    checkpoint: str = ""          # folder written by emotion_ros.model.checkpoint.save_trainable; "" = none
     labels: tuple[str, ...] = ()  # empty = the profile's default label set
     task: str = "emotion"         # task id of the label path
     reasoning_task: str = "think"
@@ -89,9 +89,9 @@ class InferenceEngine:
         """Build the profile's model, load the trainable parts, and the ASR if the profile has one."""
         import torch
 
-        from .checkpoint import load_trainable
-        from .config import get_profile
-        from .model.emotion_llama import build_model
+        from emotion_ros.model.checkpoint import load_trainable
+        from emotion_ros.model.config import get_profile
+        from emotion_ros.model.emotion_llama import build_model
 
         torch.manual_seed(config.seed)
         model = build_model(get_profile(config.profile))
@@ -100,7 +100,7 @@ class InferenceEngine:
         model.eval()
         transcriber = None
         if config.asr == "always" or (config.asr == "auto" and config.profile == "nano"):
-            from .backbones.asr import Transcriber
+            from emotion_ros.backbones.asr import Transcriber
 
             transcriber = Transcriber()
         return cls(model, config, transcriber=transcriber)

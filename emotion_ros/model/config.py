@@ -127,7 +127,7 @@ class ModelConfig:
     fusion: FusionConfig = field(default_factory=FusionConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     labels: list = field(default_factory=lambda: list(MER6))
-    # Trained fusion/adapter/LoRA checkpoint directory (emotion_ros.checkpoint); None = untrained.
+    # Trained fusion/adapter/LoRA checkpoint directory (emotion_ros.model.checkpoint); None = untrained.
     trainable_path: str | None = None
     max_transcript_chars: int = 500
     seed: int = 0

@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from emotion_ros.errors import InputError, byte_view
+from emotion_ros.ingest.errors import InputError, byte_view
 
 TARGET_RATE = 16_000
 MIN_RATE = 8_000

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from .bag_io import BagReader
-from .offline import DEFAULT_HOP_S, DEFAULT_WINDOW_S, StateRecord, state_from_msg
-from .recorder import reliable_qos
-from .typestore import EMOTION_STATE, INPUT_TOPICS, ros_message_class
+from emotion_ros.bags.bag_io import BagReader
+from emotion_ros.bags.offline import DEFAULT_HOP_S, DEFAULT_WINDOW_S, StateRecord, state_from_msg
+from emotion_ros.bags.recorder import reliable_qos
+from emotion_ros.bags.typestore import EMOTION_STATE, INPUT_TOPICS, ros_message_class
 
 NS = 1_000_000_000
 

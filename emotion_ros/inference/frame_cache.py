@@ -154,7 +154,7 @@ class CachedVisionEncoder:
                 else:
                     clip, stamps = _resample(clip, v.num_frames), [None] * v.num_frames
                 if clip.ndim != 4:
-                    from emotion_ros.errors import InputError
+                    from emotion_ros.ingest.errors import InputError
 
                     raise InputError("frames_bad_format", f"expected frames [T,H,W,3], got {clip.shape}")
                 for t in range(v.num_frames):

@@ -13,7 +13,7 @@ from typing import Iterable, Iterator
 
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 
-from .typestore import header_stamp_from_cdr, has_header, project_typestore, register_connection_types
+from emotion_ros.bags.typestore import header_stamp_from_cdr, has_header, project_typestore, register_connection_types
 
 STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
 

@@ -87,7 +87,7 @@ def _text_tokens(cfg) -> str:
 def model_summary(cfg) -> str:
     """Human-readable summary of a ModelConfig (see module docstring)."""
     if isinstance(cfg, str):
-        from emotion_ros.config import get_profile
+        from emotion_ros.model.config import get_profile
 
         cfg = get_profile(cfg)
     audio, vision, llm, fusion, adapter, notes = _skeleton(cfg)
@@ -134,7 +134,7 @@ def _run(args) -> int:
 
 
 def add_summary_command(subparsers) -> argparse.ArgumentParser:
-    """Register ``summary`` on the CLI's subparsers (called by emotion_ros.cli)."""
+    """Register ``summary`` on the CLI's subparsers (called by emotion_ros.app.cli)."""
     p = subparsers.add_parser("summary", help="print the model summary of a profile (no weights needed)")
     p.add_argument("--profile", default="tiny", choices=["tiny", "nano", "paper"])
     p.set_defaults(func=_run)

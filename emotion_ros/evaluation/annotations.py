@@ -14,7 +14,7 @@ open-vocabulary words for OV-MERD+; defaults to [label]), "reasoning" (reference
 JSON file:
     {"version": 1,
      "t0_ns": 1700000000000000000,      # absolute time (ns) of start=0; default: the bag's first message
-     "dataset": "MER2023",              # test-set name: picks the paper metric (emotion_ros.metrics)
+     "dataset": "MER2023",              # test-set name: picks the paper metric (emotion_ros.evaluation.metrics)
      "label_space": ["neutral", "happy", ...],   # optional; labels outside it are an error
      "records": [ ... ]}
 A bare JSON list of records is accepted too.
@@ -261,7 +261,7 @@ def _field(record, name, default=None):
 
 
 def from_clip_record(record, t0_ns: int, duration_s: float) -> Annotations:
-    """Annotations of a bag made from one MMEVerse-format clip (training.data.manifest.ClipRecord shape:
+    """Annotations of a bag made from one MMEVerse-format clip (emotion_ros_training.data.manifest.ClipRecord shape:
     video_path, audio_path, subtitle, dataset, label_space, labels, description, split).
 
     One utterance record spans the clip; `labels` keeps every label (multi-label / OV sets) and the
@@ -274,7 +274,7 @@ def from_clip_record(record, t0_ns: int, duration_s: float) -> Annotations:
     if not labels:
         raise AnnotationError(f"clip {_field(record, 'video_path')}: has no labels")
     space = _field(record, "label_space") or []
-    if hasattr(space, "labels"):  # training.data.manifest.LabelSpace
+    if hasattr(space, "labels"):  # emotion_ros_training.data.manifest.LabelSpace
         space = list(space.labels)
     elif isinstance(space, Mapping):
         space = list(space.get("labels") or [])
