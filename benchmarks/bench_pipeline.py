@@ -247,7 +247,7 @@ def bench_profile(profile: str, args) -> dict:
     windows = overlapping_windows(frames, stamps, audio, args.window, args.hop, transcripts=TRANSCRIPTS)
     if args.max_windows:
         windows = windows[:args.max_windows]
-    cfg = EngineConfig(profile=profile, asr="off", reasoning_max_tokens=args.reason_tokens)
+    cfg = EngineConfig(profile=profile, asr="never", reasoning_max_tokens=args.reason_tokens)
     variants = {}
     order = args.variants
     for name in order:

@@ -9,7 +9,8 @@ from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-from emotion_ros.app.launch_config import NODES, PACKAGE, default_params_file
+from emotion_ros.app.launch_config import NODES
+from emotion_ros.paths import PACKAGE, default_params_file
 
 
 def generate_launch_description():

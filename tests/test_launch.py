@@ -6,7 +6,8 @@ import types
 
 import yaml
 
-from emotion_ros.app.launch_config import NODES, default_params_file
+from emotion_ros.app.launch_config import NODES
+from emotion_ros.paths import default_params_file
 from emotion_ros.app.launcher import node_command
 
 ROOT = default_params_file().parent.parent
@@ -58,15 +59,46 @@ def test_launch_file_and_own_launcher_use_the_same_nodes_and_params_file(monkeyp
         assert f"bin/{exe}" in (ROOT / "CMakeLists.txt").read_text()
 
 
-def test_params_file_only_sets_declared_parameters():
-    from emotion_ros.nodes.microphone_node import PARAMETERS as MIC
-    from emotion_ros.nodes.perception_node import PARAMETERS as PERCEPTION
+def test_params_file_only_sets_declared_parameters_with_valid_values():
+    """Every key of launch/perceive.yaml is a declared parameter of its node and its value passes the same
+    validation the node applies on configure (types, allowed values, ranges)."""
+    from emotion_ros.config import PerceptionConfig, read_params_file
+    from emotion_ros.nodes.microphone_node import MicrophoneConfig
+    from emotion_ros.params import build
 
     params = yaml.safe_load(default_params_file().read_text())
-    declared = {"emotion_perception": PERCEPTION, "microphone": MIC}
-    assert set(params) == set(declared)
-    for node, values in params.items():
-        unknown = set(values["ros__parameters"]) - set(declared[node])
-        assert not unknown, f"{node}: parameters not declared by the node: {unknown}"
-        for key, value in values["ros__parameters"].items():  # rclpy rejects e.g. 2 for a double parameter
-            assert type(value) is type(declared[node][key]), f"{node}.{key}: {value!r}"
+    assert set(params) == {"emotion_perception", "microphone"}
+    config = PerceptionConfig.from_mapping(read_params_file(default_params_file()))
+    assert config.engine.profile == "nano" and config.windowing.window_s == 2.0
+    build(MicrophoneConfig, params["microphone"]["ros__parameters"])
+
+
+def test_every_parameter_is_declared_once_with_a_description():
+    from emotion_ros.config import PerceptionConfig
+
+    table = PerceptionConfig.parameter_table()  # raises when two sections declare the same name
+    assert {"profile", "window_s", "window_mode", "image_topic", "queue_size", "asr"} <= set(table)
+    for name, (_section, spec) in table.items():
+        assert len(spec.doc) > 10, name
+
+
+def test_launch_passes_ros_args_after_its_own_options(monkeypatch):
+    from emotion_ros.app import cli
+
+    seen = {}
+    monkeypatch.setattr("emotion_ros.app.launcher.launch",
+                        lambda params_file, use_microphone, ros_args: seen.update(mic=use_microphone, ros=ros_args) or 0)
+    assert cli.main(["launch", "--no-microphone", "--ros-args", "-p", "profile:=tiny"]) == 0
+    assert seen == {"mic": False, "ros": ["--ros-args", "-p", "profile:=tiny"]}
+
+
+def test_empty_parameter_value_is_one_sentence_not_an_rcl_crash():
+    import pytest
+
+    pytest.importorskip("rclpy")
+    from tests.helpers.ros import python_process
+
+    proc = python_process("-m", "emotion_ros.nodes.perception_node", "--ros-args", "-p", "checkpoint:=")
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 2, out
+    assert "checkpoint:=\"''\"" in out and "Traceback" not in out, out

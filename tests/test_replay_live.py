@@ -108,7 +108,9 @@ def test_live_replay_and_offline_mode_agree(tmp_path):
     pytest.importorskip("rclpy")
     import rclpy
 
-    from emotion_ros.bags.offline import OfflineRunner, build_engine, default_windower_factory
+    from emotion_ros.bags.offline import OfflineRunner
+    from emotion_ros.config import PerceptionConfig
+    from emotion_ros.inference import build_engine
     from emotion_ros.bags.player import BagPlayer, PlayerConfig
     from tests.helpers.ros import python_process
 
@@ -117,18 +119,19 @@ def test_live_replay_and_offline_mode_agree(tmp_path):
     node_proc = python_process("-m", "emotion_ros.nodes.perception_node", "--ros-args",
                                "-p", "profile:=tiny", "-p", "label_set:=MER6", "-p", "reasoning_every:=0",
                                "-p", "window_s:=2.0", "-p", "hop_s:=0.5", "-p", "window_mode:=fixed",
-                               "-p", "asr:='off'")  # quoted: YAML reads a bare off as false
+                               "-p", "asr:=never")
     log = ""
     try:
         # the offline run happens while the node loads its model (2 cores: in parallel)
-        engine = build_engine("tiny", label_set="MER6", asr="off")
-        offline = OfflineRunner(engine, default_windower_factory(2.0, 0.5, "fixed")).run(bag).states
+        config = PerceptionConfig.load("", profile="tiny", label_set="MER6", asr="never", window_s=2.0, hop_s=0.5,
+                                       window_mode="fixed", llm_precision="float32")
+        offline = OfflineRunner(build_engine(config.engine), config).run(bag).states
         context = rclpy.context.Context()
         rclpy.init(context=context)
         try:
             node = rclpy.create_node("live_vs_offline_player", context=context)
             # flow control, at 2x: fast, yet cross-topic arrival skew stays far below the sensor timeout
-            stats = BagPlayer(bag, PlayerConfig(flow=True, rate=2.0, window_s=2.0, hop_s=0.5,
+            stats = BagPlayer(bag, PlayerConfig(flow=True, rate=2.0, windowing=config.windowing,
                                                 discovery_timeout_s=60, state_timeout_s=20), node=node).play()
             node.destroy_node()
         finally:
@@ -141,7 +144,9 @@ def test_live_replay_and_offline_mode_agree(tmp_path):
             node_proc.kill()
     live = sorted(stats.states, key=lambda s: s.window_index)
     assert live, f"no states from the node; its log:\n{log}"
-    assert len(offline) == 6  # windows ending at 2.0, 2.5, ... 4.5 s of a 4.9 s bag
+    # windows ending at 2.0, 2.5, ... 5.0 s of a 5 s bag (the last one cut when the inputs stop: live by the
+    # node after sensor_timeout_s of silence, offline at the end of the bag)
+    assert len(offline) == 7
     assert stats.timeouts == 0, log
     assert [(s.window_index, s.start_ns, s.end_ns, s.modalities) for s in live] == \
            [(s.window_index, s.start_ns, s.end_ns, s.modalities) for s in offline]

@@ -17,7 +17,7 @@ from tests.helpers.synthetic import overlapping_windows, synthetic_sequence
 
 LOGP_ATOL = 1e-3  # log-probabilities of the label set; the speed-ups only change float summation order
 PROB_ATOL = 1e-5  # the same on probabilities (log-probs are the stricter test on small probabilities)
-CFG = EngineConfig(profile="tiny", reasoning_max_tokens=16, asr="off")
+CFG = EngineConfig(profile="tiny", reasoning_max_tokens=16, asr="never")
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +135,7 @@ def test_stamp_reused_for_other_image_is_a_miss(model):
 
 
 def test_reasoning_does_not_block_labels(model, windows):
-    fast = FastInferenceEngine(model, EngineConfig(profile="tiny", reasoning_max_tokens=200, asr="off"))
+    fast = FastInferenceEngine(model, EngineConfig(profile="tiny", reasoning_max_tokens=200, asr="never"))
     w = _copy(windows[0])
     fast.process(w)
     started, stop = threading.Event(), threading.Event()
@@ -159,11 +159,11 @@ def test_reasoning_does_not_block_labels(model, windows):
 
 
 def test_build_engine_backends(model, tmp_path):
-    ref = build_engine(CFG, backend="torch", optimised=False, model=model)
+    ref = build_engine(replace(CFG, pipeline="reference"), model=model)
     assert type(ref) is InferenceEngine
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        eng = build_engine(CFG, backend="tensorrt", model=model, onnx_dir=tmp_path)  # falls back here
+        eng = build_engine(replace(CFG, backend="tensorrt"), model=model, onnx_dir=tmp_path)  # falls back here
     assert isinstance(eng, FastInferenceEngine)
     assert eng.backend.name in ("onnxruntime", "torch")
     frames, stamps, audio = synthetic_sequence(seconds=2.0, height=48, width=64, seed=3)
@@ -171,5 +171,5 @@ def test_build_engine_backends(model, tmp_path):
     a, b = ref.process(_copy(w)), eng.process(_copy(w))
     assert a.label == b.label
     assert float(np.abs(_logp(a.scores) - _logp(b.scores)).max()) < LOGP_ATOL
-    with pytest.raises(ValueError):
-        build_engine(CFG, backend="cuda", model=model)
+    with pytest.raises(ValueError, match="backend"):
+        replace(CFG, backend="cuda")

@@ -55,7 +55,7 @@ def test_int8_copy_quantises_every_linear_and_shares_the_embeddings():
 
 
 def test_mixed_engine_agrees_with_fp32_on_tiny():
-    cfg = EngineConfig(profile="tiny", reasoning_max_tokens=8, asr="off")
+    cfg = EngineConfig(profile="tiny", reasoning_max_tokens=8, asr="never")
     windows = _windows(4)
     ref_model = build_model(get_profile("tiny"))
     mixed_model = copy.deepcopy(ref_model)
@@ -78,13 +78,13 @@ def test_mixed_engine_agrees_with_fp32_on_tiny():
 
 def test_build_engine_takes_the_precision_from_the_engine_config():
     model = build_model(get_profile("tiny"))
-    cfg = EngineConfig(profile="tiny", asr="off", llm_precision="bfloat16")
+    cfg = EngineConfig(profile="tiny", asr="never", llm_precision="bfloat16")
     eng = build_engine(cfg, model=model)
     assert eng.precision.name == "bfloat16" and model.llm.dtype == torch.bfloat16
     eng.process(_windows(1)[0])
     fresh = build_model(get_profile("tiny"))
     with pytest.raises(ValueError, match="mixed needs the optimised engine"):
-        build_engine(EngineConfig(profile="tiny", asr="off", llm_precision="mixed"), optimised=False, model=fresh)
+        build_engine(EngineConfig(profile="tiny", asr="never", llm_precision="mixed", pipeline="reference"), model=fresh)
     assert fresh.llm.dtype == torch.float32 and fresh.llm.has_lora  # refused before touching the model
 
 
@@ -92,7 +92,7 @@ def test_build_engine_takes_the_precision_from_the_engine_config():
 def test_mixed_nano_keeps_the_labels_and_tracks_fp32_decoding():
     """The deployed CPU setting (launch/perceive.yaml): same labels as fp32, probabilities within 0.08,
     and the int8 decode step picks fp32's next token on most positions of a fp32-generated text."""
-    cfg = EngineConfig(profile="nano", asr="off", reasoning_max_tokens=8)
+    cfg = EngineConfig(profile="nano", asr="never", reasoning_max_tokens=8)
     model = build_model(get_profile("nano", trainable_path="models/nano/adapters")).eval()
     windows = _windows(4, h=240, w=320, seconds=3.0)
     ref = FastInferenceEngine(model, cfg)
@@ -152,11 +152,10 @@ def test_merged_gguf_replaces_only_the_lora_targets(tmp_path):
         export_merged_gguf(model.llm, gemma_gguf_file(), tmp_path / "again.gguf")
 
 
-def test_offline_evaluation_can_run_the_node_precision():
-    from emotion_ros.inference.engine import InferenceEngine
-    from emotion_ros.bags.offline import build_engine as offline_engine
+def test_offline_evaluation_runs_the_node_precision():
+    from emotion_ros.config import PerceptionConfig
 
-    assert type(offline_engine("tiny", asr="never")) is InferenceEngine  # float32: the reference engine
-    eng = offline_engine("tiny", asr="never", llm_precision="mixed")
-    assert isinstance(eng, FastInferenceEngine) and eng.precision.name == "mixed"
+    config = PerceptionConfig.load(profile="tiny", asr="never")  # launch/perceive.yaml: llm_precision auto
+    eng = build_engine(config.engine)
+    assert isinstance(eng, FastInferenceEngine) and eng.precision.name == "mixed"  # auto on a CPU
     assert eng.process(_windows(1)[0]).label in eng.labels

@@ -26,6 +26,33 @@ def _remap(items) -> dict[str, str]:
     return out
 
 
+def _perception_config(args, **shortcuts):
+    """The node's PerceptionConfig: --params-file (default launch/perceive.yaml), then --param NAME:=VALUE
+    overrides (YAML values), then the command's own shortcut options (None = not given)."""
+    import yaml
+
+    from emotion_ros.config import ConfigError, PerceptionConfig
+
+    overrides = {}
+    for item in args.param or []:
+        name, sep, value = item.partition(":=")
+        if not sep or not name:
+            raise SystemExit(f"--param expects NAME:=VALUE, got {item!r}")
+        overrides[name] = yaml.safe_load(value) if value else ""
+    overrides.update({k: v for k, v in shortcuts.items() if v is not None})
+    try:
+        return PerceptionConfig.load(args.params_file, **overrides)
+    except ConfigError as exc:
+        raise SystemExit(f"{args.command}: {exc}") from None
+
+
+def _add_config_arguments(p) -> None:
+    p.add_argument("--params-file", default=None,
+                   help="ROS 2 parameter file of the node (default: launch/perceive.yaml; '' = built-in defaults)")
+    p.add_argument("--param", action="append", metavar="NAME:=VALUE",
+                   help="override one node parameter (repeatable), e.g. --param window_s:=3")
+
+
 # ---------------------------------------------------------------------------------------- replay
 def cmd_replay(args) -> int:
     import rclpy
@@ -34,15 +61,17 @@ def cmd_replay(args) -> int:
     from emotion_ros.bags.recorder import BagRecorder
     from emotion_ros.bags.typestore import EMOTION_REASONING, EMOTION_STATE
 
+    node_config = _perception_config(args, window_s=args.window_s, hop_s=args.hop_s, state_topic=args.state_topic)
+    state_topic = node_config.topics.state_topic
     config = PlayerConfig(rate=args.rate, flow=args.flow, topics=args.topics or PlayerConfig.topics,
-                          remap=_remap(args.remap), state_topic=args.state_topic, window_s=args.window_s,
-                          hop_s=args.hop_s, state_timeout_s=args.state_timeout)
+                          remap=_remap(args.remap), state_topic=state_topic, windowing=node_config.windowing,
+                          state_timeout_s=args.state_timeout)
     rclpy.init()
     node = rclpy.create_node("emotion_ros_replay")
     recorder = None
     try:
         if args.record_states:
-            topics = {args.state_topic: EMOTION_STATE, "/emotion/reasoning": EMOTION_REASONING}
+            topics = {state_topic: EMOTION_STATE, node_config.topics.reasoning_topic: EMOTION_REASONING}
             recorder = BagRecorder(node, args.record_states, topics, stamp="header").start()
 
         def show(rec):
@@ -117,11 +146,13 @@ def cmd_evaluate(args) -> int:
         raise SystemExit("evaluate: give bag paths or --manifest")
     states_fn = None
     if args.offline:
-        from emotion_ros.bags.offline import OfflineRunner, build_engine, default_windower_factory
+        from emotion_ros.bags.offline import OfflineRunner
+        from emotion_ros.inference import build_engine
 
-        engine = build_engine(args.profile, args.checkpoint, args.labels or (), args.label_set, seed=args.seed,
-                              llm_precision=args.llm_precision)
-        runner = OfflineRunner(engine, default_windower_factory(args.window_s, args.hop_s, args.window_mode))
+        config = _perception_config(args, profile=args.profile, checkpoint=args.checkpoint, labels=args.labels,
+                                    label_set=args.label_set, seed=args.seed, llm_precision=args.llm_precision,
+                                    window_s=args.window_s, hop_s=args.hop_s, window_mode=args.window_mode)
+        runner = OfflineRunner(build_engine(config.engine), config)
         states_fn = lambda job: runner.run(job.bag, progress=True).states  # noqa: E731
     wheels = M.EmotionWheels.load(args.wheels) if args.wheels else None
     result = evaluate(jobs, states_fn, dataset=args.dataset, wheels=wheels, state_topic=args.state_topic)
@@ -173,9 +204,10 @@ def add_replay_commands(subparsers) -> None:
     p.add_argument("--flow", action="store_true", help="wait for the node's state of each window (no drops)")
     p.add_argument("--topics", nargs="+", help="bag topics to publish (default: camera, audio, transcript)")
     p.add_argument("--remap", nargs="+", metavar="FROM:=TO", help="publish bag topic FROM on topic TO")
-    p.add_argument("--state-topic", default="/emotion/state")
-    p.add_argument("--window-s", type=float, default=2.0, help="the node's window (flow control)")
-    p.add_argument("--hop-s", type=float, default=0.5, help="the node's hop (flow control)")
+    p.add_argument("--state-topic", default=None, help="the node's state topic (default: its state_topic parameter)")
+    p.add_argument("--window-s", type=float, default=None, help="the node's window (default: its window_s parameter)")
+    p.add_argument("--hop-s", type=float, default=None, help="the node's hop (default: its hop_s parameter)")
+    _add_config_arguments(p)
     p.add_argument("--state-timeout", type=float, default=10.0, help="max wait for one window's state (s)")
     p.add_argument("--record-states", metavar="BAG", help="also record the node's outputs to this new bag")
     p.add_argument("--print", action="store_true", help="print every state received")
@@ -196,17 +228,20 @@ def add_replay_commands(subparsers) -> None:
     p.add_argument("--annotations", help="annotation file (for a single bag)")
     p.add_argument("--states", help="bag holding the recorded /emotion/state (default: the bag itself)")
     p.add_argument("--state-topic", default="/emotion/state")
-    p.add_argument("--offline", action="store_true", help="compute states offline with the model")
-    p.add_argument("--profile", default="tiny")
-    p.add_argument("--checkpoint", default="")
-    p.add_argument("--label-set", default="MER6")
-    p.add_argument("--labels", nargs="+")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--llm-precision", default="float32",
-                   help="float32 (reference engine) or the node's llm_precision, e.g. mixed (optimised engine)")
-    p.add_argument("--window-s", type=float, default=2.0)
-    p.add_argument("--hop-s", type=float, default=0.5)
-    p.add_argument("--window-mode", default="fixed")
+    p.add_argument("--offline", action="store_true",
+                   help="compute the states offline with the node's windowing + model code (no DDS, deterministic)")
+    _add_config_arguments(p)
+    p.add_argument("--profile", default=None, help="offline: model profile (default: the params file's)")
+    p.add_argument("--checkpoint", default=None,
+                   help="offline: trained-weights folder, 'auto' = the profile's shipped adapters, '' = untrained")
+    p.add_argument("--label-set", default=None, help="offline: named label set (MER6, MELD7, SENTIMENT3, IEMOCAP4)")
+    p.add_argument("--labels", nargs="+", help="offline: explicit label list (wins over --label-set)")
+    p.add_argument("--seed", type=int, default=None, help="offline: seed of random initialisation (tiny profile)")
+    p.add_argument("--llm-precision", default=None,
+                   help="offline: LLM precision (auto, float32, bfloat16, float16, mixed; default: the params file's)")
+    p.add_argument("--window-s", type=float, default=None, help="offline: window length (s)")
+    p.add_argument("--hop-s", type=float, default=None, help="offline: hop between windows (s)")
+    p.add_argument("--window-mode", default=None, help="offline: fixed | vad | both")
     p.add_argument("--dataset", default="", help="data set name (picks the paper metric) for all bags")
     p.add_argument("--wheels", help="emotion-wheel / synonym JSON for open-vocabulary sets")
     p.add_argument("--out", required=True, help="report directory")

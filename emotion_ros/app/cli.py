@@ -25,6 +25,19 @@ def _node(args) -> int:
     return importlib.import_module(modules[args.name]).main(["emotion_ros", *args.ros_args])
 
 
+def _params(args) -> int:
+    """Every parameter of the perception node: name, default, description (what ros2 param describe shows)."""
+    from emotion_ros.config import PerceptionConfig
+
+    config = PerceptionConfig.load(args.params_file) if args.params_file is not None else PerceptionConfig()
+    values = config.to_mapping()
+    for name, (section, spec) in PerceptionConfig.parameter_table().items():
+        if spec.advanced and not args.all:
+            continue
+        print(f"{name} = {values[name]!r}  [{section}, {spec.kind}]\n    {spec.describe()}")
+    return 0
+
+
 def _demo(args) -> int:
     from emotion_ros.app.demo import run_demo
 
@@ -38,13 +51,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("launch", help="start the perception (+ microphone) nodes with launch/perceive.yaml")
     p.add_argument("--params-file", default=None, help="ROS 2 parameter file (default: launch/perceive.yaml)")
     p.add_argument("--no-microphone", action="store_true", help="do not start the microphone node")
-    p.add_argument("ros_args", nargs=argparse.REMAINDER, help="extra --ros-args for every node")
-    p.set_defaults(func=_launch)
+    p.set_defaults(func=_launch, ros_args=[])
+    p.epilog = "Anything after --ros-args (e.g. --ros-args -p profile:=tiny) is passed to every node."
 
     p = sub.add_parser("node", help="run one node in this process (like `ros2 run emotion_ros NAME`)")
-    p.add_argument("name", choices=["perception_node", "microphone_node"])
-    p.add_argument("ros_args", nargs=argparse.REMAINDER)
-    p.set_defaults(func=_node)
+    p.add_argument("name", choices=["perception_node", "microphone_node"], help="which node")
+    p.set_defaults(func=_node, ros_args=[])
+    p.epilog = "Anything after --ros-args is passed to the node."
+
+    p = sub.add_parser("params", help="list the perception node's parameters with defaults and descriptions")
+    p.add_argument("--params-file", default=None, help="show the values this ROS 2 parameter file sets")
+    p.add_argument("--all", action="store_true", help="also the advanced (windowing fault-handling) parameters")
+    p.set_defaults(func=_params)
 
     from emotion_ros.app.demo import add_demo_arguments
 
@@ -67,7 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never reach for a model hub
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ros_args = []
+    if "--ros-args" in argv:  # ROS arguments go to the nodes untouched (argparse would reject -p ...)
+        cut = argv.index("--ros-args")
+        argv, ros_args = argv[:cut], argv[cut:]
     args = build_parser().parse_args(argv)
+    if ros_args:
+        if args.command not in ("launch", "node"):
+            raise SystemExit(f"--ros-args is only for the launch and node commands, not {args.command}")
+        args.ros_args = ros_args
     return int(args.func(args) or 0)
 
 

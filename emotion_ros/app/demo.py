@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from emotion_ros.app.launch_config import default_params_file, package_root
+from emotion_ros.paths import default_params_file, package_root
 from emotion_ros.ingest.window import modality_names
 
 
@@ -42,6 +42,7 @@ def run_demo(args) -> int:
     from emotion_ros.app.launcher import node_command
     from emotion_ros.bags.player import BagPlayer, PlayerConfig
     from emotion_ros.bags.typestore import INPUT_TOPICS
+    from emotion_ros.config import PerceptionConfig
 
     samples = args.samples or package_root() / "samples"
     bags = sorted(d for d in samples.iterdir() if (d / "metadata.yaml").exists()) if samples.is_dir() else []
@@ -49,6 +50,7 @@ def run_demo(args) -> int:
         print(f"demo: no rosbag2 folders in {samples}")
         return 2
     params = args.params_file or default_params_file()
+    node_config = PerceptionConfig.load(params)  # flow control follows the node's window grid
     overrides = ["-p", "autostart:=true"]
     if args.profile:
         overrides += ["-p", f"profile:={args.profile}"]
@@ -104,7 +106,7 @@ def run_demo(args) -> int:
             found = annotations.find_for_bag(bag)
             current_annotations[:] = annotations.load(found).resolve(t0[0], bag_end) if found else []
             print(f"\n== {bag.name}", flush=True)
-            config = PlayerConfig(rate=0.0, flow=True, topics=INPUT_TOPICS)
+            config = PlayerConfig(rate=0.0, flow=True, topics=INPUT_TOPICS, windowing=node_config.windowing)
             stats = BagPlayer(bag, config, node=node, on_state=on_state).play()
             # let the reasoning of the last window finish streaming
             end = time.monotonic() + 10

@@ -12,7 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from emotion_ros.app.launch_config import NODES, default_params_file
+from emotion_ros.app.launch_config import NODES
+from emotion_ros.paths import default_params_file
 
 
 def node_command(module: str, name: str, params_file: Path, ros_args: list[str] = ()) -> list[str]:

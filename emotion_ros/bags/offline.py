@@ -103,28 +103,30 @@ class OfflineResult:
     windows: int = 0
 
 
-@dataclass
-class InputTopics:
-    image: str = "/camera/image_raw"
-    audio: str = "/audio"
-    transcript: str = "/transcript"
-    compressed_image: str = "/camera/image_raw/compressed"
-
-
 class OfflineRunner:
-    """Runs bags through `windower_factory()` + `engine.process` in one thread, deterministically.
+    """Runs bags through a Windower + `engine.process` in one thread, deterministically.
 
     engine: anything with .process(Window) -> EmotionResult (emotion_ros.inference.engine.InferenceEngine).
-    windower_factory: () -> a fresh Windower per bag (default: emotion_ros.ingest.windowing with the node's
-    default window/hop); it must offer push_frame/push_audio/push_transcript/poll like the node uses.
+    config: the PerceptionConfig whose windowing and topics the node would use (default: launch/perceive.yaml).
+    windower_factory: (drops) -> a fresh windower per bag (default: emotion_ros.ingest.windowing.Windower with
+    config.windowing); it must offer push_frame/push_audio/push_transcript/poll like the node uses.
+    flush: at the end of a bag, cut what the buffered data allows (the live node does the same once its
+    inputs have been silent for sensor_timeout_s).
     """
 
-    def __init__(self, engine, windower_factory: Callable | None = None, topics: InputTopics | None = None,
-                 flush: bool = False):
+    def __init__(self, engine, config=None, windower_factory: Callable | None = None, flush: bool = True):
+        from emotion_ros.config import PerceptionConfig
+
         self.engine = engine
-        self.windower_factory = windower_factory or default_windower_factory()
-        self.topics = topics or InputTopics()
+        self.config = config or PerceptionConfig.load()
+        self.windower_factory = windower_factory or self._windower
+        self.topics = self.config.topics
         self.flush = flush
+
+    def _windower(self, drops):
+        from emotion_ros.ingest.windowing import Windower
+
+        return Windower(self.config.windowing, counter=drops)
 
     def run(self, bag_path: str | Path, progress: bool = False,
             on_state: Callable[[StateRecord], None] | None = None) -> OfflineResult:
@@ -135,7 +137,8 @@ class OfflineRunner:
         result = OfflineResult()
         latest_sensor_ns = 0
         frame_id = ""
-        wanted = {self.topics.image, self.topics.audio, self.topics.transcript, self.topics.compressed_image} - {""}
+        t = self.topics
+        wanted = {t.image_topic, t.audio_topic, t.transcript_topic, t.compressed_image_topic} - {""}
 
         def emit(windows):
             for window in windows:
@@ -156,23 +159,23 @@ class OfflineRunner:
             for m, msg in iterator:
                 result.messages += 1
                 try:
-                    if m.topic == self.topics.image and m.msgtype == IMAGE:
+                    if m.topic == t.image_topic and m.msgtype == IMAGE:
                         frame_id = msg.header.frame_id
                         stamp = stamp_ns(msg)
                         if _push_image(windower, stamp, msg):
                             latest_sensor_ns = max(latest_sensor_ns, stamp)
-                    elif m.topic == self.topics.compressed_image and m.msgtype == COMPRESSED_IMAGE:
+                    elif m.topic == t.compressed_image_topic and m.msgtype == COMPRESSED_IMAGE:
                         frame_id = msg.header.frame_id
                         stamp = stamp_ns(msg)
                         if _push_compressed(windower, stamp, msg):
                             latest_sensor_ns = max(latest_sensor_ns, stamp)
-                    elif m.topic == self.topics.audio and m.msgtype == AUDIO_CHUNK:
+                    elif m.topic == t.audio_topic and m.msgtype == AUDIO_CHUNK:
                         stamp = stamp_ns(msg)
                         if _push_audio(windower, stamp, msg):
                             # as in the node: the newest sensor time is the END of the chunk
                             n = len(msg.data) // max(1, (2 if msg.sample_format == "S16LE" else 4) * msg.channels)
                             latest_sensor_ns = max(latest_sensor_ns, stamp + n * NS // max(1, msg.sample_rate))
-                    elif m.topic == self.topics.transcript and m.msgtype == STRING:
+                    elif m.topic == t.transcript_topic and m.msgtype == STRING:
                         # as in the node: a String has no stamp, it belongs to the newest sensor time
                         windower.push_transcript(latest_sensor_ns or m.timestamp_ns, msg.data)
                     else:
@@ -229,44 +232,3 @@ def _push_audio(windower, stamp: int, msg) -> bool:
     if isinstance(samples, tuple):  # (samples, clipped)
         samples = samples[0]
     return windower.push_audio(stamp, samples) is not False
-
-
-# Mirrors the perception node's window parameters (emotion_ros/nodes/perception_node.py PARAMETERS).
-DEFAULT_WINDOW_S = 2.0
-DEFAULT_HOP_S = 0.5
-
-
-def default_windower_factory(window_s: float = DEFAULT_WINDOW_S, hop_s: float = DEFAULT_HOP_S,
-                             mode: str = "fixed", sensor_timeout_s: float = 1.0) -> Callable:
-    """A factory of the project's Windower configured like the node's parameters."""
-
-    def make(drops):
-        from emotion_ros.ingest.windowing import Windower, WindowingConfig
-
-        config = WindowingConfig(window_s=window_s, hop_s=hop_s, mode=mode, sensor_timeout_s=sensor_timeout_s)
-        return Windower(config, counter=drops)
-
-    return make
-
-
-def build_engine(profile: str = "tiny", checkpoint: str = "", labels: Iterable[str] = (),
-                 label_set: str = "MER6", task: str = "emotion", seed: int = 0, asr: str = "auto",
-                 llm_precision: str = "float32"):
-    """An engine for a profile (labels from a named set unless given explicitly): the reference
-    InferenceEngine in float32, else the node's optimised engine with that LLM precision."""
-    from emotion_ros.inference.engine import EngineConfig, InferenceEngine
-
-    labels = tuple(x for x in labels if x)
-    if not labels:
-        from emotion_ros.model.prompt import LABEL_SETS
-
-        if label_set not in LABEL_SETS:
-            raise ValueError(f"unknown label set {label_set!r}; known: {sorted(LABEL_SETS)}")
-        labels = tuple(LABEL_SETS[label_set])
-    config = EngineConfig(profile=profile, checkpoint=checkpoint, labels=labels, task=task, seed=seed, asr=asr,
-                          llm_precision=llm_precision)
-    if llm_precision == "float32":
-        return InferenceEngine.from_config(config)
-    from emotion_ros.inference import build_engine as build_runtime_engine
-
-    return build_runtime_engine(config, optimised=True)

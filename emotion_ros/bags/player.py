@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 from emotion_ros.bags.bag_io import BagReader
-from emotion_ros.bags.offline import DEFAULT_HOP_S, DEFAULT_WINDOW_S, StateRecord, state_from_msg
+from emotion_ros.bags.offline import StateRecord, state_from_msg
+from emotion_ros.ingest.windowing import WindowingConfig
 from emotion_ros.bags.recorder import reliable_qos
 from emotion_ros.bags.typestore import EMOTION_STATE, INPUT_TOPICS, ros_message_class
 
@@ -35,8 +36,7 @@ class PlayerConfig:
     topics: Sequence[str] | None = INPUT_TOPICS  # bag topics to publish (None = every topic in the bag)
     remap: Mapping[str, str] = field(default_factory=dict)  # bag topic -> published topic
     state_topic: str = "/emotion/state"     # where the node publishes (flow control listens here)
-    window_s: float = DEFAULT_WINDOW_S      # node's window/hop (flow control's window grid)
-    hop_s: float = DEFAULT_HOP_S
+    windowing: WindowingConfig = field(default_factory=WindowingConfig)  # the node's (flow control's grid)
     lead_s: float = 0.3                     # sensor time published past a window end before waiting
     state_timeout_s: float = 10.0           # give up waiting for one window's state after this
     tail_timeout_s: float = 3.0             # after the last message: wait this long for final states
@@ -189,7 +189,7 @@ class BagPlayer:
     def _wait_window(self, end_ns: int, timeout_s: float) -> bool:
         """Block until a state whose window ended after end_ns - hop arrived (the newest window the node
         can have cut from the data published so far), or timeout. True when it arrived."""
-        hop_ns = int(self.config.hop_s * NS)
+        hop_ns = int(self.config.windowing.hop_s * NS)
         deadline = time.monotonic() + timeout_s
         with self._cond:
             while not self._stop.is_set():
@@ -225,7 +225,8 @@ class BagPlayer:
 
     def _play_messages(self, bag: BagReader, topics) -> None:
         cfg = self.config
-        window_ns, hop_ns, lead_ns = int(cfg.window_s * NS), int(cfg.hop_s * NS), int(cfg.lead_s * NS)
+        w = cfg.windowing
+        window_ns, hop_ns, lead_ns = int(w.window_s * NS), int(w.hop_s * NS), int(cfg.lead_s * NS)
         anchor_wall = anchor_bag = None
         next_end = None
         latest_sensor = None
@@ -272,6 +273,19 @@ class BagPlayer:
                     self.stats.timeouts += 1
                     break
                 next_end += hop_ns
+            # Windows past the last stamp come from the node's end-of-input flush (after its
+            # sensor_timeout_s of silence): take them while they come, within tail_timeout_s.
+            quiet_s = w.sensor_timeout_s + 0.5
+            deadline = time.monotonic() + cfg.tail_timeout_s + w.sensor_timeout_s
+            with self._cond:
+                seen = len(self.stats.states)
+                last_new = time.monotonic()
+                while not self._stop.is_set() and time.monotonic() < deadline:
+                    if len(self.stats.states) != seen:
+                        seen, last_new = len(self.stats.states), time.monotonic()
+                    elif time.monotonic() - last_new > quiet_s:
+                        break
+                    self._cond.wait(0.05)
         if first_bag is not None:
             self.stats.bag_s = (last_bag - first_bag) / NS
 

@@ -11,9 +11,10 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Literal
 
 from emotion_ros.ingest.window import Window
+from emotion_ros.params import param, validate
 
 
 @dataclass
@@ -57,20 +58,54 @@ class FairLock:
             self._cond.notify_all()
 
 
+PROFILES = ("tiny", "nano", "paper")
+
+
 @dataclass
 class EngineConfig:
-    profile: str = "tiny"
-    checkpoint: str = ""          # folder written by emotion_ros.model.checkpoint.save_trainable; "" = none
-    labels: tuple[str, ...] = ()  # empty = the profile's default label set
-    task: str = "emotion"         # task id of the label path
-    reasoning_task: str = "think"
-    reasoning_max_tokens: int = 64
-    reasoning_repetition_penalty: float = 1.0  # > 1 discourages repeating generated tokens (1.0 = plain greedy)
-    asr: str = "auto"             # auto (profile with ASR) | always | never: transcribe windows without a transcript
-    seed: int = 0
-    backend: str = "torch"        # encoders + fusion/adapter on: torch | onnxruntime | tensorrt
-    optimised: bool = True        # frame cache, prompt-prefix KV cache, one-pass label scoring (runtime/)
-    llm_precision: str = "float32"  # float32 | bfloat16 | float16 | int8 (runtime/precision.py)
+    """What runs on a window: model profile + trained weights, label set, tasks, speed-ups, precision.
+    Each field is a node parameter (emotion_ros.params); ``pipeline`` picks the stage options preset."""
+
+    profile: Literal["tiny", "nano", "paper"] = param(
+        "nano", "model profile: nano (embedded default, packaged weights), paper (official Emotion-LLaMAv2, local "
+        "weights), tiny (random miniature for tests)")
+    checkpoint: str = param(
+        "auto", "trained fusion/adapter/LoRA folder: auto = the profile's shipped adapters (models/<profile>/"
+        "adapters, none for tiny/paper), '' = untrained, or a path (relative paths: the package root)")
+    label_set: str = param("MER6", "named label set: MER6, MELD7, SENTIMENT3, IEMOCAP4 (used when labels is empty)")
+    labels: tuple[str, ...] = param((), "explicit label list; wins over label_set when non-empty")
+    task: Literal["emotion", "reason", "think"] = param("emotion", "task id of the label path's prompt")
+    reasoning_task: Literal["reason", "think"] = param("think", "task of the streamed reasoning text")
+    reasoning_max_tokens: int = param(48, "bound on generated reasoning tokens per window", min=1, max=4096)
+    reasoning_repetition_penalty: float = param(
+        1.2, "> 1 discourages repeating generated tokens (plain greedy nano text loops: 'calm, calm, ...')",
+        min=1.0, max=3.0)
+    asr: Literal["auto", "always", "never"] = param(
+        "auto", "transcribe windows that have no transcript: auto = where the profile has an ASR (nano)")
+    asr_language: str = param("", "ASR language code (en, zh, ...); '' = detect automatically per window")
+    seed: int = param(0, "seed of random initialisation (tiny profile) and of sampling", min=0)
+    backend: Literal["torch", "onnxruntime", "tensorrt"] = param(
+        "torch", "runtime of encoders + fusion/adapter (tensorrt -> onnxruntime -> torch fallback, logged)")
+    pipeline: Literal["optimised", "reference", "naive"] = param(
+        "optimised", "stage options preset: optimised (frame cache, prefix KV, one-pass label scoring), "
+        "reference (no caches), naive (30 s padded Whisper, one LLM pass per label; for benchmarks)")
+    llm_precision: Literal["auto", "float32", "bfloat16", "float16", "mixed"] = param(
+        "auto", "LLM precision: auto = mixed on CPU (bf16 prompt passes + int8 decode steps), float16 on CUDA")
+
+    def __post_init__(self):
+        from emotion_ros.model.prompt import LABEL_SETS
+
+        validate(self)
+        if not self.labels and self.label_set not in LABEL_SETS:
+            raise ValueError(f"parameter label_set: unknown label set {self.label_set!r}; known: {sorted(LABEL_SETS)} "
+                             "(or give labels explicitly)")
+        if len(set(self.labels)) != len(self.labels):
+            raise ValueError(f"parameter labels: duplicate labels in {list(self.labels)}")
+
+    def label_list(self) -> list[str]:
+        from emotion_ros.model.prompt import LABEL_SETS
+
+        return list(self.labels) or list(LABEL_SETS[self.label_set])
 
 
 class InferenceEngine:
@@ -79,9 +114,9 @@ class InferenceEngine:
     def __init__(self, model, config: EngineConfig, transcriber=None, model_id: str | None = None):
         self.model = model
         self.config = config
-        self.labels = list(config.labels) or list(model.cfg.labels)
+        self.labels = config.label_list()
         self.transcriber = transcriber
-        self.model_id = model_id or _model_id(config)
+        self.model_id = model_id or _model_id(config.profile, config.checkpoint)
         self._lock = FairLock()
 
     @classmethod
@@ -92,18 +127,20 @@ class InferenceEngine:
         from emotion_ros.model.checkpoint import load_trainable
         from emotion_ros.model.config import get_profile
         from emotion_ros.model.emotion_llama import build_model
+        from emotion_ros.paths import resolve_checkpoint
 
         torch.manual_seed(config.seed)
-        model = build_model(get_profile(config.profile))
-        if config.checkpoint:
-            load_trainable(model, config.checkpoint)
+        model = build_model(get_profile(config.profile, labels=config.label_list()))
+        checkpoint = resolve_checkpoint(config.checkpoint, config.profile)
+        if checkpoint:
+            load_trainable(model, checkpoint)
         model.eval()
         transcriber = None
         if config.asr == "always" or (config.asr == "auto" and config.profile == "nano"):
             from emotion_ros.backbones.asr import Transcriber
 
-            transcriber = Transcriber()
-        return cls(model, config, transcriber=transcriber)
+            transcriber = Transcriber(language=config.asr_language or None)
+        return cls(model, config, transcriber=transcriber, model_id=_model_id(config.profile, checkpoint))
 
     def transcribe_if_needed(self, window: Window, stage_ms: dict[str, float]) -> None:
         """Fill a missing transcript with the profile's own ASR (when it has one) before encoding."""
@@ -151,7 +188,10 @@ class InferenceEngine:
                 return
             yield delta
 
+    def describe(self) -> dict:
+        return {"engine": "reference", "backend": "torch", "llm_precision": str(self.model.llm.dtype).split(".")[-1]}
 
-def _model_id(config: EngineConfig) -> str:
-    return f"{config.profile}@{config.checkpoint}" if config.checkpoint else config.profile
+
+def _model_id(profile: str, checkpoint: str) -> str:
+    return f"{profile}@{checkpoint}" if checkpoint else profile
 

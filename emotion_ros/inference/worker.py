@@ -74,7 +74,7 @@ class InferenceWorker:
         self.engine = engine
         self.drops = drops or DropCounter()
         # Windows not yet scored are evicted when newer ones arrive; reasoning jobs likewise.
-        self.windows = LatestQueue(queue_size, lambda w: self.drops.evict("windows", "queue_overflow"))
+        self.windows = LatestQueue(queue_size, self._evicted)
         self.reasoning_jobs = LatestQueue(1, lambda r: self.drops.event("reasoning_skipped_busy"))
         self.on_state = on_state
         self.on_reasoning = on_reasoning
@@ -84,7 +84,16 @@ class InferenceWorker:
         self.failed = 0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._busy_since: float | None = None
+        self._pending = 0  # windows submitted and neither scored, failed nor evicted yet
+        self._pending_lock = threading.Lock()
+
+    def _evicted(self, window: Window) -> None:
+        self.drops.evict("windows", "queue_overflow")
+        self._done()
+
+    def _done(self) -> None:
+        with self._pending_lock:
+            self._pending -= 1
 
     def start(self) -> None:
         self._stop.clear()
@@ -97,6 +106,8 @@ class InferenceWorker:
     def submit(self, window: Window) -> None:
         """Called from ROS callbacks: never blocks."""
         window.meta.setdefault("enqueued_at", time.monotonic())
+        with self._pending_lock:
+            self._pending += 1
         self.windows.put(window)
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -107,16 +118,24 @@ class InferenceWorker:
             t.join(timeout)
         self._threads = []
 
+    def drain(self, timeout: float = 30.0) -> bool:
+        """Wait until every queued window has been scored (and published); False on timeout."""
+        end = time.monotonic() + timeout
+        while not self.idle():
+            if time.monotonic() > end:
+                return False
+            time.sleep(0.01)
+        return True
+
     def idle(self) -> bool:
         """True when no window is queued or being processed (used by flow-controlled replay and tests)."""
-        return len(self.windows) == 0 and self._busy_since is None
+        return self._pending == 0
 
     def _label_loop(self) -> None:
         while not self._stop.is_set():
             window = self.windows.get(timeout=0.2)
             if window is None:
                 continue
-            self._busy_since = time.monotonic()
             try:
                 result = self.engine.process(window)
                 # Latency from the moment the window was complete (enqueued) to the result.
@@ -131,7 +150,7 @@ class InferenceWorker:
                 if self.on_error is not None:
                     self.on_error(window, exc)
             finally:
-                self._busy_since = None
+                self._done()
 
     def _reasoning_loop(self) -> None:
         while not self._stop.is_set():

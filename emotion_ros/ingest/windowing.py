@@ -60,6 +60,7 @@ import threading
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -67,6 +68,7 @@ from emotion_ros.ingest.audio_conversion import chunk_to_mono
 from emotion_ros.ingest.errors import DropCounter, InputError
 from emotion_ros.ingest.image_conversion import compressed_to_rgb, image_to_rgb
 from emotion_ros.ingest.window import AUDIO_SAMPLE_RATE, NUM_FRAMES, Window
+from emotion_ros.params import param, validate
 
 NS = 1_000_000_000
 NS_PER_SAMPLE = NS // AUDIO_SAMPLE_RATE  # 62_500 exactly at 16 kHz
@@ -81,26 +83,40 @@ def _ns(seconds: float) -> int:
 
 @dataclass
 class WindowingConfig:
-    """Window cutting and fault handling (seconds of sensor time)."""
+    """Window cutting and fault handling (seconds of sensor time). Each field is a node parameter."""
 
-    window_s: float = 2.0
-    hop_s: float = 0.5
-    mode: str = "fixed"  # "fixed" | "vad" | "both"
-    num_frames: int = NUM_FRAMES
-    max_buffer_s: float = 30.0  # nothing older than newest - max_buffer_s is kept
-    max_buffer_frames: int = 300  # hard cap on buffered frames (10 s at 30 Hz)
-    sensor_timeout_s: float = 1.0  # a stream silent this long is missing from later windows
-    lateness_s: float = 0.1  # out-of-order tolerance, and the extra wait before a window is cut
-    max_jump_back_s: float = 1.0  # a stamp this far behind its stream's newest = clock jump (reset)
-    max_gap_s: float = 0.5  # a hole between frames longer than this = no vision in that window
-    max_audio_fill_s: float = 0.1  # audio holes up to this are zero-filled; longer = no audio
-    min_speech_s: float = 1.0  # VAD windows shorter than this are widened around their centre
-    max_speech_s: float = 8.0  # VAD windows longer than this are split
-    transcript_wait_s: float = 0.0  # extra wait for late transcripts once the transcript stream is seen
-    max_transcript_chars: int = 4000
-    max_buffer_transcripts: int = 256  # hard cap (transcripts can arrive while no sensor data does)
+    window_s: float = param(2.0, "window length in seconds of sensor time", min=0.1, max=60.0)
+    hop_s: float = param(0.5, "step between fixed windows (seconds)", min=0.05, max=60.0)
+    mode: Literal["fixed", "vad", "both"] = param(
+        "fixed", "fixed: a window every hop_s; vad: one per speech segment (Silero VAD); both: the two",
+        name="window_mode")
+    num_frames: int = param(NUM_FRAMES, "frames sampled uniformly over each window (the temporal view)",
+                            min=1, max=256, advanced=True)
+    max_buffer_s: float = param(30.0, "nothing older than the newest stamp minus this is kept (seconds)",
+                                min=1.0, max=600.0, advanced=True)
+    max_buffer_frames: int = param(300, "hard cap on buffered frames (10 s at 30 Hz)", min=1, advanced=True)
+    sensor_timeout_s: float = param(1.0, "a stream silent this long (sensor time) is missing from later windows; "
+                                    "also the wall-time silence after which buffered data is flushed",
+                                    min=0.01, max=60.0)
+    lateness_s: float = param(0.1, "out-of-order tolerance, and the extra wait before a window is cut (s)",
+                              min=0.0, max=10.0, advanced=True)
+    max_jump_back_s: float = param(1.0, "a stamp this far behind its stream's newest is a clock jump (reset)",
+                                   min=0.01, advanced=True)
+    max_gap_s: float = param(0.5, "a hole between frames longer than this means no vision in that window (s)",
+                             min=0.01, advanced=True)
+    max_audio_fill_s: float = param(0.1, "audio holes up to this are zero-filled; longer ones mean no audio (s)",
+                                    min=0.0, advanced=True)
+    min_speech_s: float = param(1.0, "VAD windows shorter than this are widened around their centre (s)",
+                                min=0.05, advanced=True)
+    max_speech_s: float = param(8.0, "VAD windows longer than this are split (s)", min=0.1, advanced=True)
+    transcript_wait_s: float = param(0.0, "extra wait for late transcripts once a transcript stream is seen (s)",
+                                     min=0.0, advanced=True)
+    max_transcript_chars: int = param(4000, "longer transcripts are dropped as transcript_too_long", min=1,
+                                      advanced=True)
+    max_buffer_transcripts: int = param(256, "hard cap on buffered transcripts", min=1, advanced=True)
 
     def __post_init__(self):
+        validate(self)
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
         for name in ("window_s", "hop_s", "max_buffer_s", "sensor_timeout_s", "max_jump_back_s",

@@ -186,6 +186,10 @@ def load_trainable(model, directory, strict_config: bool = False) -> dict:
     """
     directory = Path(directory)
     meta = read_config(directory)
+    trained_for = (meta.get("model_config") or {}).get("name")
+    if trained_for and trained_for != model.cfg.name:
+        raise CheckpointError(directory, f"was trained for the {trained_for!r} profile, but the model is "
+                                         f"{model.cfg.name!r}: use profile {trained_for} or another checkpoint")
     if strict_config and meta.get("model_config") != model.cfg.to_dict():
         raise CheckpointError(directory / CONFIG_FILE, "recorded model_config differs from the model's config")
     files = meta.get("files") or {}

@@ -8,22 +8,31 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from dataclasses import dataclass
 
 import rclpy
 from rclpy.node import Node
 
 from emotion_ros.msg import AudioChunk
 
+from emotion_ros.nodes.parameters import declare_config_parameters, init_or_explain, read_config_parameters
 from emotion_ros.nodes.ros_time import ns_to_stamp
+from emotion_ros.params import ConfigError, param, validate
 
-PARAMETERS = {
-    "topic": "/audio",
-    "device_index": -1,        # -1 = the default input device
-    "sample_rate": 16000,
-    "channels": 1,
-    "chunk_ms": 100,
-    "frame_id": "microphone",
-}
+@dataclass
+class MicrophoneConfig:
+    """Parameters of the microphone node (declared as ROS parameters with these descriptions)."""
+
+    topic: str = param("/audio", "emotion_ros/AudioChunk output topic")
+    device_index: int = param(-1, "PyAudio input device index; -1 = the default input device", min=-1)
+    sample_rate: int = param(16000, "capture rate in Hz (the perception node resamples to 16 kHz)",
+                             min=8000, max=192000)
+    channels: int = param(1, "capture channels (the perception node mixes to mono)", min=1, max=32)
+    chunk_ms: int = param(100, "duration of one published chunk in milliseconds", min=5, max=2000)
+    frame_id: str = param("microphone", "header.frame_id of the published chunks")
+
+    def __post_init__(self):
+        validate(self)
 
 
 class MicrophoneUnavailable(RuntimeError):
@@ -62,24 +71,28 @@ def _quiet_c_stderr():
 class MicrophoneNode(Node):
     def __init__(self, **kwargs):
         super().__init__("microphone", **kwargs)
-        for name, default in PARAMETERS.items():
-            self.declare_parameter(name, default)
-        p = lambda n: self.get_parameter(n).value  # noqa: E731
-        self.rate, self.channels = int(p("sample_rate")), int(p("channels"))
-        self.frame_id = p("frame_id")
-        self.publisher = self.create_publisher(AudioChunk, p("topic"), 10)
+        problems = declare_config_parameters(self, MicrophoneConfig)
+        try:
+            if problems:
+                raise ConfigError("; ".join(problems))
+            cfg = read_config_parameters(self, MicrophoneConfig)
+        except ConfigError as exc:
+            raise MicrophoneUnavailable(f"invalid parameters: {exc}") from None
+        self.rate, self.channels = cfg.sample_rate, cfg.channels
+        self.frame_id = cfg.frame_id
+        self.publisher = self.create_publisher(AudioChunk, cfg.topic, 10)
         try:
             import pyaudio
         except ImportError as exc:
             raise MicrophoneUnavailable("PyAudio is not installed (pip install pyaudio; it needs "
                                         "apt-get install portaudio19-dev)") from exc
-        frames = max(1, self.rate * int(p("chunk_ms")) // 1000)
+        frames = max(1, self.rate * cfg.chunk_ms // 1000)
         self._pyaudio = pyaudio
         self._offset_ns = None  # ROS time minus PortAudio stream time, fixed at the first buffer
         self.pa, self.stream = open_input_stream(pyaudio, self.rate, self.channels, frames,
-                                                 int(p("device_index")), self._callback)
+                                                 cfg.device_index, self._callback)
         self.stream.start_stream()
-        self.get_logger().info(f"capturing {self.rate} Hz x{self.channels} in {p('chunk_ms')} ms chunks")
+        self.get_logger().info(f"capturing {self.rate} Hz x{self.channels} in {cfg.chunk_ms} ms chunks")
 
     def _callback(self, in_data, frame_count, time_info, status):
         adc_ns = int(time_info.get("input_buffer_adc_time", 0.0) * 1e9)
@@ -102,7 +115,8 @@ class MicrophoneNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
+    if not init_or_explain(args):
+        return 2
     try:
         node = MicrophoneNode()
     except MicrophoneUnavailable as exc:

@@ -1,8 +1,15 @@
-"""The emotion perception node (rclpy lifecycle node).
+"""The emotion perception node (rclpy lifecycle node): camera + microphone + transcript in, emotion out.
 
-configure: load the model profile and checkpoint, build the windower.
-activate:  subscribe to camera/audio/transcript, start the inference threads, publish states.
-deactivate / cleanup: stop work / release the model.
+Lifecycle (as the ros2/demos lifecycle talker and ROS4HRI's recognizers do it):
+- construction: every parameter of emotion_ros.config.PerceptionConfig is declared with its description;
+  /diagnostics is published from now on, carrying the lifecycle state, whatever the state;
+- configure: the parameters become one validated PerceptionConfig; the model is loaded, the windower and
+  the worker are built, the output publishers are created as lifecycle publishers (inactive). An invalid
+  parameter or a model that cannot load fails the transition with one sentence and ERROR on /diagnostics;
+- activate: input subscriptions, worker threads, the outputs publish;
+- deactivate: inputs stop, the windows already buffered are cut and scored (nothing accepted is lost),
+  then the outputs go inactive;
+- cleanup / shutdown: model, windower and publishers are released.
 Subscription callbacks only convert and buffer; inference runs on worker threads (emotion_ros.inference.worker).
 """
 from __future__ import annotations
@@ -18,188 +25,166 @@ import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import QoSProfile, QoSReliabilityPolicy, QoSHistoryPolicy
+from rclpy.qos import QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from emotion_ros.msg import AudioChunk, EmotionReasoning, EmotionState
 
-from emotion_ros.ingest.audio_conversion import warm_up
-from emotion_ros.inference.engine import EmotionResult, EngineConfig, InferenceEngine
+from emotion_ros.config import NODE_NAME, PerceptionConfig
 from emotion_ros.inference import build_engine
-from emotion_ros.ingest.errors import DropCounter
-from emotion_ros.app.launch_config import resolve_path
-from emotion_ros.model.prompt import LABEL_SETS, parse_answer
-from emotion_ros.ingest.window import modality_names
-from emotion_ros.ingest.windowing import Windower, WindowingConfig
+from emotion_ros.inference.engine import EmotionResult
 from emotion_ros.inference.worker import InferenceWorker
+from emotion_ros.ingest.audio_conversion import warm_up
+from emotion_ros.ingest.errors import DropCounter
+from emotion_ros.ingest.window import modality_names
+from emotion_ros.ingest.windowing import Windower
+from emotion_ros.model.prompt import parse_answer
+from emotion_ros.nodes.parameters import declare_config_parameters, read_config_parameters
 from emotion_ros.nodes.ros_time import ns_to_stamp, stamp_to_ns
-
-NODE_NAME = "emotion_perception"
-
-# Every parameter, declared up front with its default (the YAML in launch/ overrides them).
-PARAMETERS = {
-    "profile": "tiny",                 # model profile: tiny | nano | paper
-    "checkpoint": "",                  # folder of trained fusion/adapter/LoRA weights ("" = untrained)
-    "backend": "torch",                # torch | onnxruntime | tensorrt (falls back with a warning)
-    "optimised": True,                 # streaming caches of emotion_ros/runtime (False = plain engine)
-    "llm_precision": "float32",        # float32 | bfloat16 | float16 | mixed (CPU: bf16 prompt + int8 decode, fastest)
-    "label_set": "MER6",               # named label set (MER6, MELD7, SENTIMENT3, IEMOCAP4) ...
-    "labels": [""],                    # ... or an explicit list, which wins when non-empty
-    "task": "emotion",                 # task id of the label path
-    "image_topic": "/camera/image_raw",
-    "compressed_image_topic": "",      # e.g. /camera/image_raw/compressed ("" = off)
-    "audio_topic": "/audio",
-    "transcript_topic": "/transcript",  # "" = no transcript topic: the node transcribes (profile with ASR)
-    "state_topic": "/emotion/state",
-    "reasoning_topic": "/emotion/reasoning",
-    "image_qos": "reliable",           # reliable | best_effort (see README: large images + best_effort drop)
-    "input_qos_depth": 50,             # subscription queue depth: bursts (bag replay) must not overflow it
-    "window_s": 2.0,
-    "hop_s": 0.5,
-    "window_mode": "fixed",            # fixed | vad | both
-    "sensor_timeout_s": 1.0,
-    "queue_size": 1,                   # windows waiting for inference; when full the oldest is dropped
-    "reasoning_every": 1,              # stream reasoning for every Nth state; 0 = off
-    "reasoning_task": "think",
-    "reasoning_max_tokens": 64,
-    "reasoning_repetition_penalty": 1.0,  # > 1 (e.g. 1.3) discourages repeated tokens in the reasoning text
-    "asr": "auto",                     # auto | always | never (not on/off: YAML reads those as booleans)
-    "publish_hri": True,               # also hri_msgs/Expression when hri_msgs is importable
-    "hri_topic": "/humans/faces/anonymous/expression",
-    "diagnostics_period_s": 1.0,
-    "autostart": True,                 # configure + activate on start (no lifecycle manager needed)
-    "seed": 0,
-}
 
 
 class EmotionPerceptionNode(LifecycleNode):
     def __init__(self, **kwargs):
         super().__init__(NODE_NAME, **kwargs)
-        for name, default in PARAMETERS.items():
-            self.declare_parameter(name, default)
+        # Parameter problems found while declaring (a wrong type or range in a params file or -p) are
+        # reported by configure, as every other configuration error.
+        self._parameter_errors = declare_config_parameters(self)
+        self.config: PerceptionConfig | None = None
         self.drops = DropCounter()
         self.modalities_seen: Counter = Counter()
         self.stage_ms: dict[str, deque] = {}
-        self.engine: InferenceEngine | None = None
+        self.engine = None
         self.windower: Windower | None = None
         self.worker: InferenceWorker | None = None
         self._subs = []
         self._pubs = {}
-        self._timer = self._idle_timer = None
+        self._idle_timer = None
         self._last_input = time.monotonic()
         self._flushed = True
         self._hri = None
         self._frame_id = ""
         self._started = time.monotonic()
+        self._state = "unconfigured"
+        self._error = ""  # why the last configure failed ("" = it did not)
+        self._failed_seen = 0  # worker.failed at the previous diagnostics message
+        self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        period = self.get_parameter("diagnostics_period_s").value
+        self._diag_timer = self.create_timer(float(period), self._publish_diagnostics)
 
     # ---------------------------------------------------------------- lifecycle
-    def p(self, name):
-        return self.get_parameter(name).value
-
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        labels = [x for x in (self.p("labels") or []) if x]
-        if not labels:
-            name = self.p("label_set")
-            if name not in LABEL_SETS:
-                self.get_logger().error(f"unknown label_set {name!r}; known: {sorted(LABEL_SETS)}")
-                return TransitionCallbackReturn.FAILURE
-            labels = list(LABEL_SETS[name])
-        config = EngineConfig(
-            profile=self.p("profile"), checkpoint=resolve_path(self.p("checkpoint")), labels=tuple(labels),
-            task=self.p("task"), reasoning_task=self.p("reasoning_task"),
-            reasoning_max_tokens=int(self.p("reasoning_max_tokens")),
-            reasoning_repetition_penalty=float(self.p("reasoning_repetition_penalty")),
-            asr=self.p("asr"), seed=int(self.p("seed")), backend=self.p("backend"),
-            optimised=bool(self.p("optimised")), llm_precision=self.p("llm_precision"),
-        )
-        if not self.p("transcript_topic") and config.asr == "never":
-            self.get_logger().warning("no transcript topic and asr=never: windows will have no text")
         t = time.monotonic()
-        runtime_log = logging.getLogger("emotion_ros.inference")
-        runtime_log.setLevel(logging.INFO)
-        runtime_log.handlers = [h for h in runtime_log.handlers if not isinstance(h, _RosLogHandler)]
-        runtime_log.addHandler(_RosLogHandler(self.get_logger()))
         try:
-            self.windower = Windower(self._windowing_config(), counter=self.drops)
-        except ValueError as exc:
-            self.get_logger().error(f"bad windowing parameters: {exc}")
-            return TransitionCallbackReturn.FAILURE
+            if self._parameter_errors:
+                raise ValueError("; ".join(self._parameter_errors))
+            config = read_config_parameters(self)
+        except ValueError as exc:  # ConfigError and the dataclasses' own checks
+            return self._configure_failed(f"invalid parameters: {exc}")
+        engine_cfg = config.engine
+        if not config.topics.transcript_topic and engine_cfg.asr == "never":
+            self.get_logger().warning("no transcript topic and asr=never: windows will have no text")
+        _forward_runtime_log(self.get_logger())
+        self.drops = DropCounter()
+        self.windower = Windower(config.windowing, counter=self.drops)
         try:
-            self.engine = build_engine(config, config.backend, config.optimised)
-        except Exception as exc:  # a clear sentence, not a traceback, and the node stays up unconfigured
-            self.get_logger().error(f"cannot load model profile {config.profile!r}: {exc}")
-            return TransitionCallbackReturn.FAILURE
+            self.engine = build_engine(engine_cfg)
+        except Exception as exc:  # a clear sentence, not a traceback; the node stays up, unconfigured
+            self.windower = None
+            return self._configure_failed(f"cannot load model profile {engine_cfg.profile!r}: {exc}")
         warm_up()  # scipy's resampler imports in seconds: not inside the first audio callback
-        self.get_logger().info(
-            f"configured: model {self.engine.model_id}, {len(labels)} labels, "
-            f"window {self.p('window_s')} s / hop {self.p('hop_s')} s ({self.p('window_mode')}), "
-            f"loaded in {time.monotonic() - t:.1f} s"
-        )
-        return TransitionCallbackReturn.SUCCESS
-
-    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        depth = int(self.p("input_qos_depth"))
-        reliable = QoSProfile(depth=depth, reliability=QoSReliabilityPolicy.RELIABLE, history=QoSHistoryPolicy.KEEP_LAST)
-        image_qos = reliable
-        if self.p("image_qos") == "best_effort":
-            image_qos = QoSProfile(depth=depth, reliability=QoSReliabilityPolicy.BEST_EFFORT)
-        self._pubs["state"] = self.create_publisher(EmotionState, self.p("state_topic"), reliable)
-        self._pubs["reasoning"] = self.create_publisher(EmotionReasoning, self.p("reasoning_topic"), reliable)
-        self._pubs["diagnostics"] = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self._subs = [self.create_subscription(Image, self.p("image_topic"), self._on_image, image_qos)]
-        if self.p("compressed_image_topic"):
-            self._subs.append(self.create_subscription(
-                CompressedImage, self.p("compressed_image_topic"), self._on_compressed, image_qos))
-        self._subs.append(self.create_subscription(AudioChunk, self.p("audio_topic"), self._on_audio, reliable))
-        if self.p("transcript_topic"):
-            self._subs.append(self.create_subscription(String, self.p("transcript_topic"), self._on_transcript, reliable))
+        self.config = config
+        reliable = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE,
+                              history=QoSHistoryPolicy.KEEP_LAST)
+        topics = config.topics
+        self._pubs["state"] = self.create_lifecycle_publisher(EmotionState, topics.state_topic, reliable)
+        self._pubs["reasoning"] = self.create_lifecycle_publisher(EmotionReasoning, topics.reasoning_topic,
+                                                                  reliable)
         self._setup_hri()
         self.worker = InferenceWorker(
             self.engine, on_state=self._publish_state, on_reasoning=self._publish_reasoning, drops=self.drops,
-            queue_size=int(self.p("queue_size")), reasoning_every=int(self.p("reasoning_every")),
+            queue_size=config.node.queue_size, reasoning_every=config.node.reasoning_every,
             on_error=lambda w, e: self.get_logger().error(f"inference failed on window {w.index}: {e!r}"),
         )
+        self._error = ""
+        self._state = "inactive"
+        w = config.windowing
+        self.get_logger().info(
+            f"configured: model {self.engine.model_id}, {len(self.engine.labels)} labels, window {w.window_s} s / "
+            f"hop {w.hop_s} s ({w.mode}), loaded in {time.monotonic() - t:.1f} s")
+        return TransitionCallbackReturn.SUCCESS
+
+    def _configure_failed(self, why: str) -> TransitionCallbackReturn:
+        self.get_logger().error(why)
+        self._error = why
+        self._state = "unconfigured"
+        self._publish_diagnostics()
+        return TransitionCallbackReturn.FAILURE
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        topics = self.config.topics
+        depth = topics.input_qos_depth
+        reliable = QoSProfile(depth=depth, reliability=QoSReliabilityPolicy.RELIABLE,
+                              history=QoSHistoryPolicy.KEEP_LAST)
+        image_qos = reliable
+        if topics.image_qos == "best_effort":
+            image_qos = QoSProfile(depth=depth, reliability=QoSReliabilityPolicy.BEST_EFFORT)
+        inputs = [(Image, topics.image_topic, self._on_image, image_qos),
+                  (CompressedImage, topics.compressed_image_topic, self._on_compressed, image_qos),
+                  (AudioChunk, topics.audio_topic, self._on_audio, reliable),
+                  (String, topics.transcript_topic, self._on_transcript, reliable)]
+        self._subs = [self.create_subscription(t, name, cb, qos) for t, name, cb, qos in inputs if name]
         self.worker.start()
-        self._timer = self.create_timer(float(self.p("diagnostics_period_s")), self._publish_diagnostics)
         self._idle_timer = self.create_timer(0.1, self._flush_when_inputs_stop)
+        self._state = "active"
         self.get_logger().info("active: listening on " + ", ".join(s.topic_name for s in self._subs))
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._teardown()
+        self._stop_inputs()
+        if self.worker is not None:
+            for window in self.windower.flush():  # what is buffered is still scored and published
+                self.worker.submit(window)
+            self.worker.drain(timeout=30.0)
+            self.worker.stop()
+        self._state = "inactive"
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._teardown()
-        self.engine = None
-        self.windower = None
+        self._release()
+        self._state = "unconfigured"
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._teardown()
+        self._release()
+        self._state = "finalized"
+        self._publish_diagnostics()
         return TransitionCallbackReturn.SUCCESS
 
-    def _teardown(self):
-        if self.worker is not None:
-            self.worker.stop()
-            self.worker = None
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        self._error = self._error or f"error while in {state.label}"
+        self._state = "unconfigured"
+        return TransitionCallbackReturn.SUCCESS
+
+    def _stop_inputs(self) -> None:
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs = []
-        for timer in (self._timer, self._idle_timer):
-            if timer is not None:
-                self.destroy_timer(timer)
-        self._timer = self._idle_timer = None
-        for pub in self._pubs.values():
-            self.destroy_publisher(pub)
-        self._pubs = {}
+        if self._idle_timer is not None:
+            self.destroy_timer(self._idle_timer)
+            self._idle_timer = None
 
-    def _windowing_config(self) -> WindowingConfig:
-        return WindowingConfig(
-            window_s=float(self.p("window_s")), hop_s=float(self.p("hop_s")), mode=self.p("window_mode"),
-            sensor_timeout_s=float(self.p("sensor_timeout_s")),
-        )
+    def _release(self) -> None:
+        self._stop_inputs()
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
+        for pub in self._pubs.values():
+            self.destroy_lifecycle_publisher(pub)
+        self._pubs = {}
+        self._hri = None
+        self.engine = self.windower = self.config = None
 
     # ---------------------------------------------------------------- inputs
     # The windower converts, validates and buffers; a bad message is dropped and counted by reason
@@ -214,7 +199,8 @@ class EmotionPerceptionNode(LifecycleNode):
         """When every input has been silent for sensor_timeout_s of wall time (camera and microphone
         stopped, end of a replayed bag), cut the windows the buffered data allows instead of waiting
         for data that may never come."""
-        if not self._flushed and time.monotonic() - self._last_input > float(self.p("sensor_timeout_s")):
+        timeout = self.config.windowing.sensor_timeout_s
+        if not self._flushed and time.monotonic() - self._last_input > timeout:
             self._submit_ready_windows(flush=True)
 
     def _on_image(self, msg: Image) -> None:
@@ -288,14 +274,14 @@ class EmotionPerceptionNode(LifecycleNode):
 
     def _setup_hri(self) -> None:
         """ROS4HRI hri_msgs/Expression output, only where hri_msgs is installed."""
-        if not self.p("publish_hri"):
+        if not self.config.node.publish_hri:
             return
         try:
             from hri_msgs.msg import Expression
         except ImportError:
             self.get_logger().info("hri_msgs not importable: ROS4HRI Expression output skipped")
             return
-        pub = self.create_publisher(Expression, self.p("hri_topic"), 10)
+        pub = self.create_lifecycle_publisher(Expression, self.config.topics.hri_topic, 10)
         self._pubs["hri"] = pub
 
         def publish(result: EmotionResult) -> None:
@@ -313,13 +299,19 @@ class EmotionPerceptionNode(LifecycleNode):
         elapsed = max(time.monotonic() - self._started, 1e-6)
         status = DiagnosticStatus(name=f"{NODE_NAME}: pipeline", hardware_id="emotion_ros")
         counts = self.drops.snapshot()
-        values = {f"rate/{k}_per_s": f"{v / elapsed:.2f}" for k, v in counts["accepted"].items()}
+        values = {"lifecycle/state": self._state}
+        if self._error:
+            values["error"] = self._error
+        values.update({f"rate/{k}_per_s": f"{v / elapsed:.2f}" for k, v in counts["accepted"].items()})
         for family in ("accepted", "dropped", "evicted", "events"):
             values.update({f"{family}/{k}": str(v) for k, v in sorted(counts[family].items()) if v})
+        failing = 0
         if self.worker is not None:
             values["windows/processed"] = str(self.worker.processed)
             values["windows/failed"] = str(self.worker.failed)
             values["windows/queued"] = str(len(self.worker.windows))
+            failing = self.worker.failed - self._failed_seen
+            self._failed_seen = self.worker.failed
         for stage, samples in list(self.stage_ms.items()):
             if samples:
                 arr = np.fromiter(list(samples), float)
@@ -328,19 +320,23 @@ class EmotionPerceptionNode(LifecycleNode):
         values.update({f"modalities/{k}": str(v) for k, v in self.modalities_seen.items()})
         engine = self.engine
         if engine is not None:  # what really runs (after any fallback), not what was asked for
-            info = engine.describe() if hasattr(engine, "describe") else {"engine": "reference", "backend": "torch"}
+            info = engine.describe()
             values["engine/kind"] = str(info.get("engine", ""))
             values["engine/backend"] = str(info.get("backend", ""))
-            values["engine/llm_precision"] = str(info.get("llm_precision", "float32"))
+            values["engine/llm_precision"] = str(info.get("llm_precision", ""))
         status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
         bad = counts["total_dropped"]
-        status.level = DiagnosticStatus.WARN if bad else DiagnosticStatus.OK
-        status.message = f"{bad} inputs dropped (see dropped/*)" if bad else "ok"
+        if self._error:
+            status.level, status.message = DiagnosticStatus.ERROR, self._error
+        elif failing:
+            status.level, status.message = DiagnosticStatus.ERROR, f"{failing} windows failed in inference"
+        elif bad:
+            status.level, status.message = DiagnosticStatus.WARN, f"{bad} inputs dropped (see dropped/*)"
+        else:
+            status.level, status.message = DiagnosticStatus.OK, self._state
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
-        pub = self._pubs.get("diagnostics")
-        if pub is not None:
-            pub.publish(msg)
+        self._diagnostics.publish(msg)
 
 
 class _RosLogHandler(logging.Handler):
@@ -358,6 +354,13 @@ class _RosLogHandler(logging.Handler):
             self.ros_logger.info(record.getMessage())
 
 
+def _forward_runtime_log(ros_logger) -> None:
+    runtime_log = logging.getLogger("emotion_ros.inference")
+    runtime_log.setLevel(logging.INFO)
+    runtime_log.handlers = [h for h in runtime_log.handlers if not isinstance(h, _RosLogHandler)]
+    runtime_log.addHandler(_RosLogHandler(ros_logger))
+
+
 # Our labels -> ROS4HRI hri_msgs/Expression constants (others are passed through unchanged).
 HRI_EXPRESSIONS = {
     "happy": "happy", "joy": "happy", "sad": "sad", "sadness": "sad", "angry": "angry", "anger": "angry",
@@ -367,25 +370,30 @@ HRI_EXPRESSIONS = {
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
+    from emotion_ros.nodes.parameters import init_or_explain
+
+    if not init_or_explain(args):
+        return 2
     node = EmotionPerceptionNode()
     executor = MultiThreadedExecutor(num_threads=2)
     executor.add_node(node)
+    code = 0
     try:
-        if node.p("autostart"):
+        if node.get_parameter("autostart").value:
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
                 node.get_logger().fatal("configure failed; see the error above")
                 return 1
             node.trigger_activate()
-        executor.spin()
+        while rclpy.ok() and node._state != "finalized":  # a lifecycle shutdown ends the process
+            executor.spin_once(timeout_sec=0.2)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node._teardown()
+        node._release()
         node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
-    return 0
+    return code
 
 
 if __name__ == "__main__":
