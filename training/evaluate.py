@@ -197,11 +197,13 @@ def evaluate_cached(model, cache, records, modalities=("audio", "vision", "text"
         gen = think_cached(model, cache, subset, modalities=modalities, progress=progress)
         answered = [g for g in gen if g["answer"] is not None]
         truth = {r.clip_id: r.label for r in records}
-        per_dataset = score_sets(subset, [answer_text(g["text"]) for g in gen], wheels, waf_variant)
+        answers = [answer_text(g["text"]) for g in gen]
+        per_dataset = score_sets(subset, answers, wheels, waf_variant)
         out["think"] = {"n": len(gen), "well_formed": sum(g["well_formed"] for g in gen) / len(gen),
                         "answered": len(answered) / len(gen),
                         "answer_accuracy": (sum(g["answer"] == truth[g["clip_id"]] for g in gen) / len(gen)),
                         "per_dataset": per_dataset, "avg": M.average_over_sets(per_dataset),
+                        "responses": [{"clip_id": g["clip_id"], "response": a} for g, a in zip(gen, answers)],
                         "samples": gen[:3]}
     return out
 
