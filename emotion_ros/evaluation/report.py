@@ -61,14 +61,14 @@ def render_markdown(metrics: dict, figures: dict[str, str], command: str = "") -
     lines += [f"Bags: {s['bags_evaluated']} evaluated, {s['bags_failed']} failed; {s['segments']} annotated "
               f"segments, {s['states']} states, {s['scored_windows']} scored windows.", ""]
     if metrics.get("datasets"):
-        lines += ["## Benchmark metrics (official protocol, x100)", "", "| data set | metric | n | score |",
+        lines += ["## Benchmark metrics (paper protocol, x100)", "", "| data set | metric | n | score |",
                   "|---|---|---|---|"]
         for name, d in metrics["datasets"].items():
             why = d.get("undefined") or d.get("error")
             note = f" (undefined: {why})" if why else (f" ({d['note']})" if d.get("note") else "")
             lines.append(f"| {name} | {d['metric']} | {d['n']} | {_pct(d.get('value'))}{note} |")
         over = metrics.get("avg_over")
-        label = f"Avg over {len(over)} defined set(s)" if over is not None else "Avg"
+        label = "Avg" if over is None or len(over) == len(metrics["datasets"]) else f"Avg over {len(over)} defined set(s)"
         lines += [f"| **{label}** | | | **{_pct(metrics.get('avg'))}** |", ""]
     ov = metrics.get("overall", {})
     for level in ("segment", "window"):
