@@ -69,6 +69,8 @@ def test_meld(tmp_path):
     sent = get_adapter("meld")(str(root), task="sentiment")
     assert {x.clip_id: x.labels[0] for x in sent.records}["meld_test_dia7_utt4"] == "negative"
     assert all(x.label_space == SENTIMENT3 for x in sent.records)
+    # two test sets with two official metrics: MELD (hit rate) and MELD-s (accuracy)
+    assert {x.dataset for x in res.records} == {"MELD"} and {x.dataset for x in sent.records} == {"MELD-s"}
 
     out = tmp_path / "out" / "meld.jsonl"
     assert adapters_main(["meld", "--root", str(root), "--out", str(out)]) == 0

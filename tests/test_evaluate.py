@@ -1,5 +1,6 @@
 """Evaluation of bags against annotations: metrics, the report directory, bad bags, offline mode."""
 import json
+import math
 import os
 from types import SimpleNamespace
 
@@ -83,11 +84,12 @@ def test_evaluate_report_with_a_broken_bag(sessions, tmp_path):
     assert s1["coverage"] == pytest.approx(7 / 8)
     assert s1["latency_ms"]["max"] == 70 and s1["latency_ms"]["p50"] == 40
     mer = result["datasets"]["MER2023"]
-    assert mer["metric"] == "hit_rate" and mer["value"] == pytest.approx(2 / 3) and mer["n"] == 3
+    # the hit rate needs the official emotion-wheel files: without them it is reported undefined
+    assert mer["metric"] == "hit_rate" and math.isnan(mer["value"]) and "--wheels" in mer["undefined"]
     mosi = result["datasets"]["MOSI"]
     # neutral truth left out: positive->positive, negative->neutral: positive F1 1 (support 1), negative 0
-    assert mosi["metric"] == "waf" and mosi["n"] == 2 and mosi["value"] == pytest.approx(0.5)
-    assert result["avg"] == pytest.approx((2 / 3 + 0.5) / 2)
+    assert mosi["metric"] == "waf" and mosi["scored_n"] == 2 and mosi["value"] == pytest.approx(0.5)
+    assert result["avg"] == pytest.approx(0.5) and result["avg_over"] == ["MOSI"]
     seg = result["overall"]["segment"]
     assert seg["n"] == 6 and seg["accuracy"] == pytest.approx(3 / 6)
     assert result["overall"]["coverage"] == pytest.approx((7 + 6) / (8 + 6))
@@ -97,10 +99,23 @@ def test_evaluate_report_with_a_broken_bag(sessions, tmp_path):
     assert {"metrics.json", "summary.md", "confusion_matrix.png", "per_class_f1.png", "latency_hist.png",
             "timeline_s1.png", "timeline_s2.png"} <= files
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
-    assert metrics["datasets"]["MER2023"]["value"] == pytest.approx(2 / 3)
     assert metrics["errors"][0]["reason"] == "truncated"
     text = summary.read_text()
-    assert "| MER2023 | hit_rate | 3 | 66.67 |" in text and "truncated" in text and "![confusion matrix]" in text
+    assert "| MER2023 | hit_rate | 3 | n/a (undefined: the hit rate needs" in text
+    assert "truncated" in text and "![confusion matrix]" in text
+
+    # with the (hand-made, official-format) wheel files: happy and sad hit on every wheel, the neutral
+    # segment is skipped (neutral is on no wheel) -> 1.0, although the segment accuracy is 2/3
+    from emotion_ros.evaluation.metrics import EmotionWheels
+    from tests.helpers.official_wheels import write_official_wheels
+
+    wheels = EmotionWheels.load(write_official_wheels(tmp_path / "wheels"))
+    result = evaluate(jobs, progress=False, wheels=wheels)
+    mer = result["datasets"]["MER2023"]
+    assert mer["value"] == pytest.approx(1.0) and mer["scored"]["wheel1"] == 2
+    assert result["avg"] == pytest.approx((1.0 + 0.5) / 2)
+    summary = write_report(result, tmp_path / "report2")
+    assert "| MER2023 | hit_rate | 3 | 100.00 |" in summary.read_text()
 
 
 def test_manifest_and_missing_annotations(sessions, tmp_path):
@@ -207,7 +222,7 @@ def test_offline_runner_is_deterministic_and_round_trips_through_a_bag(sessions,
     assert np.allclose([s.scores for s in back], [s.scores for s in a.states], atol=1e-6)
     # offline states feed evaluate() directly
     result = evaluate([BagJob(sessions / "s1")], states_fn=lambda job: runner.run(job.bag).states, progress=False)
-    assert result["datasets"]["MER2023"]["value"] == pytest.approx(1.0)
+    assert result["overall"]["segment"]["accuracy"] == pytest.approx(1.0)
     assert result["overall"]["coverage"] == pytest.approx(1.0, abs=0.1)
 
 

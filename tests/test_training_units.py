@@ -157,6 +157,23 @@ def test_compute_metrics_conflict_and_chance():
     assert c["n"] == 2 and c["follows"]["voice"] == 1.0 and c["follows"]["face"] == 0.0
 
 
+def test_compute_metrics_reports_an_undefined_set_instead_of_crashing():
+    """issue 17: a sentiment set whose ground truth is all neutral made training.evaluate raise after
+    encoding every clip ('WAF is undefined'); now that set is reported undefined and the rest is scored."""
+    from emotion_ros_training.data.manifest import SENTIMENT3
+
+    recs = _records(4)
+    recs += [ClipRecord(clip_id=f"s{i}", dataset="MOSI", split="test", label_space=SENTIMENT3, labels=["neutral"],
+                        subtitle="fine", modalities=["text"]) for i in range(3)]
+    preds = [{"label": lab, "probs": [0.25] * 6} for lab in ["neutral", "sad", "sad", "sad"]]
+    preds += [{"label": "positive", "probs": [0.2, 0.5, 0.3]} for _ in range(3)]
+    m = compute_metrics(recs, preds)
+    assert math.isnan(m["per_dataset"]["MOSI"]["value"]) and "neutral" in m["undefined"]["MOSI"]
+    # SYNTH is outside the benchmark: official accuracy (neutral, happy, sad, angry vs neutral, sad, sad, sad)
+    assert m["per_dataset"]["SYNTH"]["value"] == pytest.approx(2 / 4)
+    assert m["avg"] == pytest.approx(0.5) and m["avg_over"] == ["SYNTH"]
+
+
 def test_plot_losses_writes_png(tmp_path):
     from emotion_ros_training.plots import plot_losses, read_log
 

@@ -1,25 +1,29 @@
 """Evaluate a trained checkpoint on a manifest with the benchmark metrics (emotion_ros.evaluation.metrics).
 
     python -m emotion_ros_training.evaluate --checkpoint RUN/stage2/final --manifest M [--split test] [--out m.json]
-                                [--cache DIR] [--modalities audio,vision,text] [--think N]
+                                [--cache DIR] [--modalities audio,vision,text] [--think N] [--wheels DIR] [--waf-variant affectgpt]
 
 Labels come from the label path the node uses (the label set scored in one pass, argmax), on the cached
 frozen-encoder features (emotion_ros_training.features), in each clip's native label space. Reported:
 - overall and per label space: accuracy, weighted/macro F1, per-label precision/recall/F1/support,
   confusion matrix (emotion_ros.evaluation.metrics.classification_report);
-- per source dataset: the paper's metric for that set (emotion_ros.evaluation.metrics.score_dataset) and Avg;
+- per source dataset: the official metric of that set (emotion_ros.evaluation.metrics.score_dataset: score.sh's
+  protocol, the label path's label as the response; --wheels DIR for the hit rate and OV F, --waf-variant) and
+  Avg over the sets where it is defined (an undefined one, e.g. WAF on an all-neutral set, says why);
 - per synthetic subset (meta.kind: consistent / conflict / no_audio / no_video / no_face);
 - on the conflict subset: how often the prediction equals the face's, the voice's, the words' emotion
   (which modality the model follows);
 - chance levels: uniform 1/|labels| and the majority-class rate of the evaluated set;
 - optionally (--think N) the reasoning path on N clips: generated <think>..</think><answer>..</answer>,
-  share with a well-formed answer and the accuracy of the parsed answers.
+  share with a well-formed answer, the accuracy of the parsed answers, and the official metric of each set
+  on the free-text answers (the text inside <answer>, the whole generation when the tags are missing).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from collections import Counter, defaultdict
@@ -80,7 +84,35 @@ def think_cached(model, cache, records, max_new_tokens: int = 160, modalities=("
     return out
 
 
-def compute_metrics(records: Sequence, preds: Sequence[dict]) -> dict:
+def _truth(record):
+    """A record's ground truth as the official metric of its set takes it (label list for multi-label/OV)."""
+    metric = M.dataset_metric(record.dataset)
+    return list(record.labels) if metric in (M.MAP, M.OV_F) or record.label_space.multi_label else record.label
+
+
+def score_sets(records: Sequence, responses: Sequence, wheels=None, waf_variant: str = M.WAF_EMOTION_LLAMA_V2,
+               probs: Sequence[Sequence[float]] | None = None) -> dict:
+    """The official metric per source data set: {dataset: metrics.score_dataset(...)}.
+
+    responses: per record the label path's label or the generated answer text; probs (label path only):
+    per-label scores, reported beside the binary mAP of multi-label sets as a non-paper extra."""
+    groups = defaultdict(list)
+    for i, r in enumerate(records):
+        groups[r.dataset].append(i)
+    out = {}
+    for name, idx in groups.items():
+        extra = {}
+        spaces = {records[i].label_space.labels for i in idx}
+        if probs is not None and len(spaces) == 1 and M.dataset_metric(name) == M.MAP:
+            extra = {"scores": [probs[i] for i in idx], "labels": list(next(iter(spaces)))}
+        out[name] = M.score_dataset(name, [_truth(records[i]) for i in idx], [responses[i] for i in idx],
+                                    wheels=wheels, waf_variant=waf_variant,
+                                    sentiment_scores=[records[i].valence for i in idx], **extra)
+    return out
+
+
+def compute_metrics(records: Sequence, preds: Sequence[dict], wheels=None,
+                    waf_variant: str = M.WAF_EMOTION_LLAMA_V2) -> dict:
     """All the numbers of the module docstring from records + predictions."""
     if len(records) != len(preds) or not records:
         raise ValueError("need one prediction per record and at least one record")
@@ -93,11 +125,7 @@ def compute_metrics(records: Sequence, preds: Sequence[dict]) -> dict:
     for name, idx in spaces.items():
         labels = list(records[idx[0]].label_space.labels)
         by_space[name] = M.classification_report([y_true[i] for i in idx], [y_pred[i] for i in idx], labels)
-    datasets = defaultdict(list)
-    for i, r in enumerate(records):
-        datasets[r.dataset].append(i)
-    per_dataset = {name: M.score_dataset(name, [y_true[i] for i in idx], [y_pred[i] for i in idx])
-                   for name, idx in datasets.items()}
+    per_dataset = score_sets(records, y_pred, wheels, waf_variant, [p["probs"] for p in preds])
     kinds = defaultdict(list)
     for i, r in enumerate(records):
         kinds[str(r.meta.get("kind", "unknown"))].append(i)
@@ -115,6 +143,8 @@ def compute_metrics(records: Sequence, preds: Sequence[dict]) -> dict:
         "by_label_space": by_space,
         "per_dataset": per_dataset,
         "avg": M.average_over_sets(per_dataset),
+        "avg_over": [k for k, v in per_dataset.items() if M.is_defined(v)],
+        "undefined": {k: v["undefined"] for k, v in per_dataset.items() if v.get("undefined")},
         "per_kind": per_kind,
         "conflict": conflict_analysis(records, y_pred),
         "chance": {"uniform": float(sum(1.0 / n for n in n_labels) / len(n_labels)), "majority": majority},
@@ -146,18 +176,34 @@ def conflict_analysis(records: Sequence, y_pred: Sequence[str]) -> dict:
             "accuracy_vs_label": M.accuracy([records[i].label for i in idx], [y_pred[i] for i in idx])}
 
 
+_ANSWER = re.compile(r"<answer>(.*?)(?:</answer>|$)", re.IGNORECASE | re.DOTALL)
+
+
+def answer_text(text: str) -> str:
+    """The free-text answer of a `think` generation: inside the last <answer>..</answer> (an unterminated
+    final <answer> counts), else the whole text. This is the response the official metrics score."""
+    found = _ANSWER.findall(text or "")
+    return (found[-1] if found else (text or "")).strip()
+
+
 def evaluate_cached(model, cache, records, modalities=("audio", "vision", "text"), think: int = 0,
-                    progress: bool = False) -> dict:
+                    progress: bool = False, wheels=None, waf_variant: str = M.WAF_EMOTION_LLAMA_V2) -> dict:
+    """Label path on every record (+ the reasoning path on the first `think`) and all their metrics."""
     preds = predict_cached(model, cache, records, modalities=modalities, progress=progress)
-    out = compute_metrics(records, preds)
+    out = compute_metrics(records, preds, wheels, waf_variant)
     out["modalities"] = list(modalities)
     if think:
-        gen = think_cached(model, cache, list(records)[:think], modalities=modalities, progress=progress)
+        subset = list(records)[:think]
+        gen = think_cached(model, cache, subset, modalities=modalities, progress=progress)
         answered = [g for g in gen if g["answer"] is not None]
         truth = {r.clip_id: r.label for r in records}
+        answers = [answer_text(g["text"]) for g in gen]
+        per_dataset = score_sets(subset, answers, wheels, waf_variant)
         out["think"] = {"n": len(gen), "well_formed": sum(g["well_formed"] for g in gen) / len(gen),
                         "answered": len(answered) / len(gen),
                         "answer_accuracy": (sum(g["answer"] == truth[g["clip_id"]] for g in gen) / len(gen)),
+                        "per_dataset": per_dataset, "avg": M.average_over_sets(per_dataset),
+                        "responses": [{"clip_id": g["clip_id"], "response": a} for g, a in zip(gen, answers)],
                         "samples": gen[:3]}
     return out
 
@@ -186,6 +232,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="decode size used when the features were cached (tiny recipe: 64 64)")
     ap.add_argument("--modalities", default="audio,vision,text")
     ap.add_argument("--think", type=int, default=0, help="also generate reasoning for the first N clips")
+    ap.add_argument("--wheels", metavar="DIR",
+                    help="the official emotion_wheel folder (format.csv, synonym.xlsx, wheel1..5.xlsx) for hit rate / OV F")
+    ap.add_argument("--waf-variant", choices=list(M.WAF_VARIANTS), default=M.WAF_EMOTION_LLAMA_V2,
+                    help="WAF of the sentiment sets: the paper's script (default) or AffectGPT's")
     ap.add_argument("--out", help="write the metrics JSON here")
     ap.add_argument("--threads", type=int, help="torch threads (1 is fastest on a busy 2-core machine)")
     ap.add_argument("--no-progress", action="store_true")
@@ -194,28 +244,47 @@ def main(argv: list[str] | None = None) -> int:
         return _main(ns)
 
 
-def _main(ns) -> int:
-
-    from emotion_ros_training.data.manifest import read_manifest
+def open_cache(model, meta: dict, root: str | os.PathLike, frame_size: tuple | None = None):
+    """The frozen-feature cache of `model` under `root`; the decode size defaults to the one of the recipe
+    recorded in the checkpoint metadata (the tiny recipe decodes 64x64)."""
     from emotion_ros_training.features import FeatureCache
 
-    t0 = time.time()
-    model, meta = load_checkpoint_model(ns.checkpoint)
-    records = [r for r in read_manifest(ns.manifest) if r.split == ns.split]
-    if not records:
-        raise SystemExit(f"{ns.manifest}: no records in split {ns.split!r}")
-    frame_size = tuple(ns.frame_size) if ns.frame_size else None
-    if frame_size is None:  # the recipe recorded in the checkpoint knows the decode size
+    if frame_size is None:
         from emotion_ros_training.recipes import RECIPES
 
         rname = (meta.get("metadata") or {}).get("recipe")
         if rname in RECIPES:
             frame_size = RECIPES[rname]().frame_size
-    cache = FeatureCache(ns.cache or str(Path(ns.manifest).parent / "feature_cache"), model.cfg,
-                         model.cfg.vision.num_frames, frame_size)
+    return FeatureCache(str(root), model.cfg, model.cfg.vision.num_frames, frame_size)
+
+
+def load_wheels(path: str | None):
+    """The official emotion-wheel folder as metrics.EmotionWheels (None without a path); SystemExit with the
+    reason when the folder is not in the official format."""
+    if not path:
+        return None
+    try:
+        return M.EmotionWheels.load(path)
+    except M.WheelError as err:
+        raise SystemExit(str(err)) from None
+
+
+def _main(ns) -> int:
+
+    from emotion_ros_training.data.manifest import read_manifest
+
+    t0 = time.time()
+    wheels = load_wheels(ns.wheels)
+    model, meta = load_checkpoint_model(ns.checkpoint)
+    records = [r for r in read_manifest(ns.manifest) if r.split == ns.split]
+    if not records:
+        raise SystemExit(f"{ns.manifest}: no records in split {ns.split!r}")
+    frame_size = tuple(ns.frame_size) if ns.frame_size else None
+    cache = open_cache(model, meta, ns.cache or str(Path(ns.manifest).parent / "feature_cache"), frame_size)
     records = cache.ensure(records, model, progress=not ns.no_progress)
     mods = tuple(m.strip() for m in ns.modalities.split(",") if m.strip())
-    res = evaluate_cached(model, cache, records, mods, ns.think, progress=not ns.no_progress)
+    res = evaluate_cached(model, cache, records, mods, ns.think, progress=not ns.no_progress, wheels=wheels,
+                          waf_variant=ns.waf_variant)
     res["checkpoint"] = str(ns.checkpoint)
     res["manifest"] = str(ns.manifest)
     res["split"] = ns.split
@@ -225,7 +294,8 @@ def _main(ns) -> int:
     if ns.out:
         Path(ns.out).parent.mkdir(parents=True, exist_ok=True)
         Path(ns.out).write_text(text)
-    summary = {k: res[k] for k in ("overall", "avg", "per_kind", "conflict", "chance", "dropped", "seconds")}
+    summary = {k: res[k] for k in ("overall", "avg", "avg_over", "undefined", "per_kind", "conflict", "chance",
+                                   "dropped", "seconds")}
     print(json.dumps(summary, indent=1))
     return 0
 

@@ -154,13 +154,20 @@ def cmd_evaluate(args) -> int:
                                     window_s=args.window_s, hop_s=args.hop_s, window_mode=args.window_mode)
         runner = OfflineRunner(build_engine(config.engine), config)
         states_fn = lambda job: runner.run(job.bag, progress=True).states  # noqa: E731
-    wheels = M.EmotionWheels.load(args.wheels) if args.wheels else None
-    result = evaluate(jobs, states_fn, dataset=args.dataset, wheels=wheels, state_topic=args.state_topic)
+    try:
+        wheels = M.EmotionWheels.load(args.wheels) if args.wheels else None
+    except M.WheelError as err:
+        raise SystemExit(f"evaluate: {err}") from None
+    result = evaluate(jobs, states_fn, dataset=args.dataset, wheels=wheels, state_topic=args.state_topic,
+                      waf_variant=args.waf_variant)
     command = "python -m emotion_ros " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if args.record_command else ""
     summary = write_report(result, args.out, command=command)
     s = result["summary"]
     print(f"{s['bags_evaluated']} bag(s) evaluated, {s['bags_failed']} failed; Avg {result['avg'] * 100:.2f}; "
           f"report: {summary}")
+    for name, d in result["datasets"].items():
+        if d.get("undefined"):
+            print(f"{name}: {d['metric']} undefined: {d['undefined']}", file=sys.stderr)
     for e in result["errors"]:
         print(f"error: {e['error']}", file=sys.stderr)
     return 0 if s["bags_evaluated"] else 1
@@ -243,7 +250,11 @@ def add_replay_commands(subparsers) -> None:
     p.add_argument("--hop-s", type=float, default=None, help="offline: hop between windows (s)")
     p.add_argument("--window-mode", default=None, help="offline: fixed | vad | both")
     p.add_argument("--dataset", default="", help="data set name (picks the paper metric) for all bags")
-    p.add_argument("--wheels", help="emotion-wheel / synonym JSON for open-vocabulary sets")
+    p.add_argument("--wheels", metavar="DIR",
+                   help="the official emotion_wheel folder (format.csv, synonym.xlsx, wheel1..5.xlsx): needed by "
+                        "the hit rate and the OV F-score")
+    p.add_argument("--waf-variant", choices=["emotion-llama-v2", "affectgpt"], default="emotion-llama-v2",
+                   help="WAF of the sentiment sets: the paper's script (default) or AffectGPT's")
     p.add_argument("--out", required=True, help="report directory")
     p.add_argument("--record-command", action="store_true", help="write the command into the report")
     p.set_defaults(func=cmd_evaluate)

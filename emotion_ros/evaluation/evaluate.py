@@ -8,8 +8,11 @@ node's windowing + model code, no DDS). Two scoring levels:
   A segment no state overlaps is predicted "<none>" (counted wrong, and visible in the report);
 - window: each state is scored against the annotated segment covering most of its window (states
   with less than half their window annotated are left out).
-The paper metric of each data set (emotion_ros.evaluation.metrics.dataset_metric) is computed per data set over
-all its bags, then averaged over sets (Avg). One bad bag is recorded in `errors` and the rest go on.
+The official metric of each data set (emotion_ros.evaluation.metrics: score.sh's protocol, the segment's
+predicted label as the response) is computed per data set over all its bags, then averaged over the sets
+where it is defined (Avg; Avg-9 / Avg-18 when all their sets are there). An undefined metric (e.g. WAF on
+an all-neutral set, hit rate without the wheel files) is reported with its reason. One bad bag is
+recorded in `errors` and the rest go on.
 """
 from __future__ import annotations
 
@@ -197,7 +200,10 @@ def evaluate_bag(job: BagJob, states_fn: Callable[[BagJob], list[StateRecord]] |
 
 
 # ---------------------------------------------------------------------------------------- all bags
-def _dataset_scores(results: list[BagResult], wheels: M.EmotionWheels | None) -> dict:
+def _dataset_scores(results: list[BagResult], wheels: M.EmotionWheels | None,
+                    waf_variant: str = M.WAF_EMOTION_LLAMA_V2) -> dict:
+    """The official metric of each data set over its segments (metrics.score_dataset); the response of a
+    segment is its predicted label, an empty response when no state covered it."""
     by_set: dict[str, list[BagResult]] = defaultdict(list)
     for r in results:
         by_set[r.dataset].append(r)
@@ -210,22 +216,19 @@ def _dataset_scores(results: list[BagResult], wheels: M.EmotionWheels | None) ->
         labels = []
         for r in rs:
             labels += [x for x in r.labels if x not in labels]
-        try:
-            if metric == M.MAP:
-                scores = np.array([[s.scores.get(lab, 0.0) for lab in labels] for s in segs])
-                out[name] = M.score_dataset(name, [s.truth_set for s in segs], [s.pred for s in segs],
-                                            scores=scores, labels=labels, wheels=wheels)
-            elif metric == M.OV_F:
-                out[name] = M.score_dataset(name, [s.truth_set for s in segs], [[s.pred] for s in segs], wheels=wheels)
-            else:
-                out[name] = M.score_dataset(name, [s.truth for s in segs], [s.pred for s in segs], wheels=wheels)
-        except ValueError as err:  # e.g. WAF on an all-neutral set: say so instead of failing the report
-            out[name] = {"dataset": name, "metric": metric, "value": math.nan, "n": len(segs), "error": str(err)}
+        responses = ["" if s.pred == NONE_LABEL else s.pred for s in segs]
+        multi = metric in (M.MAP, M.OV_F)
+        truth = [s.truth_set if multi else s.truth for s in segs]
+        extra = {}
+        if metric == M.MAP:  # the score-based mAP beside the official binary one
+            extra = {"scores": np.array([[s.scores.get(lab, 0.0) for lab in labels] for s in segs]), "labels": labels}
+        out[name] = M.score_dataset(name, truth, responses, wheels=wheels, waf_variant=waf_variant, **extra)
     return out
 
 
 def evaluate(jobs: Sequence[BagJob], states_fn: Callable[[BagJob], list[StateRecord]] | None = None, *,
              dataset: str = "", wheels: M.EmotionWheels | None = None, state_topic: str = "/emotion/state",
+             waf_variant: str = M.WAF_EMOTION_LLAMA_V2,
              progress: bool = True) -> dict:
     """Evaluate bags; returns the metrics dict (see report.write_report for the files)."""
     results: list[BagResult] = []
@@ -246,10 +249,11 @@ def evaluate(jobs: Sequence[BagJob], states_fn: Callable[[BagJob], list[StateRec
         except (BagError, AnnotationError, ValueError, OSError) as err:
             errors.append({"bag": str(job.bag), "reason": getattr(err, "reason", type(err).__name__),
                            "error": str(err)})
-    return summarise(results, errors, wheels)
+    return summarise(results, errors, wheels, waf_variant)
 
 
-def summarise(results: list[BagResult], errors: list[dict], wheels: M.EmotionWheels | None = None) -> dict:
+def summarise(results: list[BagResult], errors: list[dict], wheels: M.EmotionWheels | None = None,
+              waf_variant: str = M.WAF_EMOTION_LLAMA_V2) -> dict:
     labels: list[str] = []
     for r in results:
         labels += [x for x in r.labels if x not in labels]
@@ -268,14 +272,15 @@ def summarise(results: list[BagResult], errors: list[dict], wheels: M.EmotionWhe
     overall["coverage"] = (sum(c * w for c, w in covs) / sum(w for _, w in covs)) if covs else math.nan
     delays = [s.onset_delay_s for r in results for s in r.segments if s.onset_delay_s is not None]
     overall["onset_delay_s"] = M.latency_stats([d * 1e3 for d in delays])  # ms, same stats as latency
-    datasets = _dataset_scores(results, wheels)
-    valid = {k: v for k, v in datasets.items() if not math.isnan(v["value"])}
+    datasets = _dataset_scores(results, wheels, waf_variant)
     return {
         "summary": {"bags": len(results) + len(errors), "bags_evaluated": len(results), "bags_failed": len(errors),
                     "segments": len(seg_true), "states": len(all_states), "scored_windows": len(win),
                     "labels": labels},
         "datasets": datasets,
-        "avg": M.average_over_sets(valid) if valid else math.nan,
+        "avg": M.average_over_sets(datasets),
+        "avg_over": [k for k, v in datasets.items() if M.is_defined(v)],
+        "benchmark_averages": M.benchmark_averages(datasets),
         "overall": overall,
         "bags": {r.job.name: r.summary() for r in results},
         "errors": errors,

@@ -1,71 +1,107 @@
-"""Emotion recognition metrics with the MMEVerse-Bench / MER-UniBench protocol (paper section 5.2).
+"""Emotion recognition metrics, and the official MMEVerse-Bench / MER-UniBench scoring protocol.
 
-One module for training (validation scores) and evaluation (bag reports). Plain numpy, no sklearn at
-run time; the tests check every metric that sklearn also has against sklearn.
+One module for training's evaluation (emotion_ros_training.evaluate), the bag evaluation
+(emotion_ros.evaluation.evaluate) and the benchmark runner (emotion_ros.evaluation.benchmark).
 
-Protocol (which metric a test set is scored with, `DATASET_METRIC`):
-- hit rate: MER2023, MER2024, MELD (emotion), IEMOCAP. MER-UniBench defines a hit as "the ground-truth
-  label is among the labels the model predicted" (free-form MLLM output can name several emotions).
-  With one top-1 label per sample, as the node produces, hit rate == accuracy. `hit_rate` accepts a
-  label or a set of labels per sample, and an optional synonym mapping applied to both sides.
-- WAF (weighted-average F1): CMU-MOSI, CMU-MOSEI, CH-SIMS, CH-SIMS v2. Samples whose ground truth is
-  neutral are removed first (MER-UniBench scores these sets as positive vs negative); a prediction of
-  "neutral" on a remaining sample simply counts as wrong. Weights = class support in the ground truth.
-- OV F-score: OV-MERD+ (open vocabulary). Predicted and true emotion words are mapped to a canonical
-  word by each "emotion wheel" (a JSON mapping file); per sample precision = |P & G| / |P| and
-  recall = |P & G| / |G|, averaged over samples; F = 2PR / (P + R); the result is the mean over wheels.
-- mAP: multi-label sets MAFW-m and BOLD: mean over classes of average precision of the scores
-  (classes with no positive sample are skipped: their AP is undefined).
-- accuracy: every other set (CAER, E3, DFEW, MAFW, MC-EIU, MELD-s, MC-EIU-i, ...).
-- Avg: plain mean of the per-set scores (the paper's Avg-9 / Avg-18).
-All values are fractions in [0, 1]; reports print them x100 like the paper.
+General metrics, equal to scikit-learn's (the tests check them against it): accuracy, per-class
+precision/recall/F1, confusion matrix, weighted and macro F1, average precision and mAP of scores.
+
+The official protocol, as the paper's repository scores it (`score.sh` of github ooochen-30/Emotion-LLaMA-v2
+and its `evaluation/score_*.py`; the hit-rate and OV functions are AffectGPT's MER-UniBench ones). Each
+test set has one metric (`SETS`, `dataset_metric`); a model's output per sample is a *response*: free text
+(the generated answer) or the label path's label(s):
+- hit rate (MER2023, MER2024, MELD, IEMOCAP): the response is split into items at commas and quotes (not
+  at spaces: "I feel happy" is one item), each item lower-cased and mapped on each of the 5 official
+  emotion wheels to a level-1 emotion (surface form -> synonym -> wheel word; `wheels.EmotionWheels`);
+  items that map to nothing are dropped. Samples whose ground truth maps to nothing are skipped — "neutral"
+  is on no wheel, so every neutral ground truth is left out. Per sample |pred ∩ truth|; mean over the kept
+  samples; then the mean over the 5 wheels. Needs the official wheel files (`--wheels DIR`).
+- WAF (MOSI, MOSEI, SIMS, SIMS-v2), two variants: `emotion-llama-v2` (the paper's numbers, default): truth
+  and response stripped and lower-cased, neutral-truth samples dropped, sklearn's weighted F1 over the
+  labels seen on either side (any other response is a wrong class of its own); `affectgpt`: the truth is
+  the sign of the continuous sentiment score (zero dropped), the response counts as positive only if it
+  is "positive" (neutral or unparsable = negative), weighted F1 of the two classes.
+- OV F-score (OV-MERD+): per wheel, truth and response mapped to level-1 sets; samples with an empty truth
+  set skipped; an empty prediction set has precision = recall = 0; P and R are averaged over samples and
+  F = 2PR/(P+R) of the averages; the result is the mean F over the 5 wheels.
+- mAP (MAFW-m, BOLD): truth and response split at ";" and ",", stripped, lower-cased; classes = the labels
+  seen in the ground truth (other predicted labels ignored); scores = the binary predicted label sets;
+  mean over classes of average precision.
+- accuracy (CAER, E3, DFEW, MAFW, MELD-s, MC-EIU-i, MC-EIU and any other set): the response stripped and
+  lower-cased, the truth taken as it is (so a truth with capitals is never matched: reported as a note).
+- Avg-9 = mean over the MER-UniBench sets, Avg-18 over all 18 sets (plain means, as in Table 4).
+A metric that is undefined on a set (every truth neutral, no wheel files, ...) gives value NaN with the
+reason in "undefined"; it never raises. Values are fractions in [0, 1]; reports print them x100.
 
 Timing metrics for bag evaluation: label latency per window (ms stats) and coverage (share of the
 annotated time covered by at least one published state).
 """
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
+
+from emotion_ros.evaluation.wheels import WHEEL_NAMES, EmotionWheels, WheelError, parse_list, response_items
+
+__all__ = ["EmotionWheels", "WheelError", "WHEEL_NAMES", "parse_list", "response_items"]  # + the functions below
 
 HIT_RATE = "hit_rate"
 WAF = "waf"
 ACCURACY = "accuracy"
 MAP = "map"
 OV_F = "ov_f"
+WAF_EMOTION_LLAMA_V2 = "emotion-llama-v2"
+WAF_AFFECTGPT = "affectgpt"
+WAF_VARIANTS = (WAF_EMOTION_LLAMA_V2, WAF_AFFECTGPT)
 
-# Test sets of MMEVerse-Bench (MER-UniBench is the first nine) and their metric, keyed by a normalised
-# name (lower case, no separators): see dataset_metric().
-DATASET_METRIC = {
-    "mer2023": HIT_RATE, "mer23": HIT_RATE, "mer2024": HIT_RATE, "mer24": HIT_RATE,
-    "meld": HIT_RATE, "melde": HIT_RATE, "iemocap": HIT_RATE,
-    "mosi": WAF, "cmumosi": WAF, "mosei": WAF, "cmumosei": WAF,
-    "sims": WAF, "chsims": WAF, "simsv2": WAF, "chsimsv2": WAF,
-    "ovmerd": OV_F, "ovmerdplus": OV_F, "ovmerd+": OV_F,
-    "mafwm": MAP, "bold": MAP,
-    "caer": ACCURACY, "e3": ACCURACY, "dfew": ACCURACY, "mafw": ACCURACY, "mceiu": ACCURACY,
-    "melds": ACCURACY, "mceiui": ACCURACY,
+# The 18 test sets of MMEVerse-Bench in Table 4's column order (the first nine are MER-UniBench), their
+# metric (score.sh) and the spellings accepted for them (compared lower-case without separators).
+SETS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "MER2023": (HIT_RATE, ("mer2023", "mer23")),
+    "MER2024": (HIT_RATE, ("mer2024", "mer24", "mer2024semi")),
+    "MELD": (HIT_RATE, ("meld", "melde", "meldemotion")),
+    "IEMOCAP": (HIT_RATE, ("iemocap", "iemocapfour")),
+    "MOSI": (WAF, ("mosi", "cmumosi")),
+    "MOSEI": (WAF, ("mosei", "cmumosei")),
+    "SIMS": (WAF, ("sims", "chsims")),
+    "SIMS-v2": (WAF, ("simsv2", "chsimsv2", "chsimsv2s")),
+    "OV-MERD+": (OV_F, ("ovmerd+", "ovmerdplus", "ovmerd")),
+    "CAER": (ACCURACY, ("caer",)),
+    "E3": (ACCURACY, ("e3",)),
+    "DFEW": (ACCURACY, ("dfew",)),
+    "MAFW": (ACCURACY, ("mafw",)),
+    "MAFW-m": (MAP, ("mafwm", "mafwmulti")),
+    "BOLD": (MAP, ("bold",)),
+    "MELD-s": (ACCURACY, ("melds", "meldsentiment")),
+    "MC-EIU-i": (ACCURACY, ("mceiui", "mceiuintent")),
+    "MC-EIU": (ACCURACY, ("mceiu", "mceiuemotion")),
 }
-MER_UNIBENCH = ("MER2023", "MER2024", "MELD", "IEMOCAP", "MOSI", "MOSEI", "SIMS", "SIMS-v2", "OV-MERD+")
-MMEVERSE_BENCH = MER_UNIBENCH + ("CAER", "E3", "DFEW", "MAFW", "MAFW-m", "BOLD", "MELD-s", "MC-EIU-i", "MC-EIU")
+MER_UNIBENCH = tuple(list(SETS)[:9])
+MMEVERSE_BENCH = tuple(SETS)
+_ALIASES = {alias: name for name, (_m, aliases) in SETS.items() for alias in aliases}
+
+
+class UndefinedMetric(ValueError):
+    """The metric has no value on this input (e.g. every ground truth is neutral); the message says why."""
 
 
 def _norm_name(name: str) -> str:
-    keep = "".join(ch for ch in name.lower() if ch.isalnum() or ch == "+")
-    return keep
+    return "".join(ch for ch in str(name).lower() if ch.isalnum() or ch == "+")
+
+
+def canonical_set(name: str) -> str | None:
+    """The Table-4 name of a test set ('cmu_mosi' -> 'MOSI'), or None for a set outside the benchmark."""
+    key = _norm_name(name)
+    return _ALIASES.get(key) or _ALIASES.get(key.replace("plus", "+"))
 
 
 def dataset_metric(name: str) -> str:
-    """The paper's metric for a test set name (e.g. 'MER2023' -> 'hit_rate'); unknown sets -> accuracy."""
-    key = _norm_name(name)
-    if key in DATASET_METRIC:
-        return DATASET_METRIC[key]
-    return DATASET_METRIC.get(key.replace("+", "plus"), ACCURACY)
+    """The official metric of a test set (e.g. 'MER2023' -> 'hit_rate'); sets outside the benchmark -> accuracy."""
+    canon = canonical_set(name)
+    return SETS[canon][0] if canon else ACCURACY
 
 
 def _labels(y) -> list[str]:
@@ -81,32 +117,9 @@ def _check_same_length(a, b, what="y_true and y_pred"):
 
 # ---------------------------------------------------------------------------------------- single label
 def accuracy(y_true: Sequence, y_pred: Sequence) -> float:
-    """Share of samples whose predicted label equals the true one."""
+    """Share of samples whose predicted label equals the true one (exact strings)."""
     _check_same_length(y_true, y_pred)
     return float(np.mean([str(t) == str(p) for t, p in zip(y_true, y_pred)]))
-
-
-def _as_set(pred, mapping: Mapping[str, str] | None) -> set[str]:
-    items = [pred] if isinstance(pred, str) else list(pred)
-    out = set()
-    for item in items:
-        word = normalise_word(item)
-        out.add(mapping.get(word, word) if mapping else word)
-    return out
-
-
-def hit_rate(y_true: Sequence[str], y_pred: Sequence, mapping: Mapping[str, str] | None = None) -> float:
-    """MER-UniBench hit rate: share of samples whose true label is among the predicted label(s).
-
-    y_pred items are one label or an iterable of labels; `mapping` (synonym -> canonical word, lower
-    case) is applied to both sides, so "joyful" can hit "happy". Top-1 predictions: equals accuracy.
-    """
-    _check_same_length(y_true, y_pred)
-    hits = []
-    for t, p in zip(y_true, y_pred):
-        truth = _as_set(t, mapping)
-        hits.append(bool(truth & _as_set(p, mapping)))
-    return float(np.mean(hits))
 
 
 def confusion_matrix(y_true: Sequence, y_pred: Sequence, labels: Sequence[str] | None = None) -> np.ndarray:
@@ -156,18 +169,7 @@ def macro_f1(y_true: Sequence, y_pred: Sequence, labels: Sequence[str] | None = 
     return float(np.mean([v["f1"] for v in prf.values()])) if prf else 0.0
 
 
-def waf(y_true: Sequence, y_pred: Sequence, neutral: str | Iterable[str] = "neutral") -> float:
-    """MER-UniBench WAF for sentiment sets: weighted-average F1 after removing neutral-truth samples."""
-    _check_same_length(y_true, y_pred)
-    neutral_set = {normalise_word(neutral)} if isinstance(neutral, str) else {normalise_word(n) for n in neutral}
-    keep = [(str(t), str(p)) for t, p in zip(y_true, y_pred) if normalise_word(t) not in neutral_set]
-    if not keep:
-        raise ValueError("every ground-truth sample is neutral: WAF is undefined")
-    t, p = zip(*keep)
-    return weighted_f1(list(t), list(p), labels=sorted(set(t) | set(p)))
 
-
-# ---------------------------------------------------------------------------------------- multi-label
 def average_precision(y_true: Sequence[int], y_score: Sequence[float]) -> float:
     """AP of one class = sum over thresholds of (R_n - R_{n-1}) P_n (sklearn's step definition).
 
@@ -216,119 +218,236 @@ def multilabel_indicator(label_sets: Sequence[Iterable[str]], labels: Sequence[s
     return out
 
 
-# ---------------------------------------------------------------------------------------- open vocabulary
-def normalise_word(word: str) -> str:
-    return " ".join(str(word).strip().lower().split())
+# ---------------------------------------------------------------------------------------- official protocol
+def _clean(text) -> str:
+    return "" if text is None else str(text).strip().lower()
 
 
-@dataclass
-class EmotionWheels:
-    """Synonym / emotion-wheel mappings for open-vocabulary scoring, loaded from a JSON file.
-
-    File format (either form):
-      {"wheels": {"wheel1": {"joyful": "happy", "glad": "happy", ...}, "wheel2": {...}}}
-      {"synonyms": {"joyful": "happy", ...}}                  (one mapping = one wheel)
-    Keys and values are matched case-insensitively; a word missing from a wheel maps to itself.
-    """
-
-    wheels: dict[str, dict[str, str]] = field(default_factory=lambda: {"identity": {}})
-
-    @classmethod
-    def from_dict(cls, data: Mapping) -> "EmotionWheels":
-        if not isinstance(data, Mapping):
-            raise ValueError("an emotion-wheel file must hold a JSON object")
-        if "wheels" in data:
-            raw = data["wheels"]
-        elif "synonyms" in data:
-            raw = {"synonyms": data["synonyms"]}
-        else:
-            raise ValueError("an emotion-wheel file needs a 'wheels' or a 'synonyms' object")
-        if not isinstance(raw, Mapping) or not raw:
-            raise ValueError("'wheels' must be a non-empty object of {word: canonical word} objects")
-        wheels = {}
-        for name, mapping in raw.items():
-            if not isinstance(mapping, Mapping) or not all(isinstance(v, str) for v in mapping.values()):
-                raise ValueError(f"wheel {name!r} must map words to canonical words (strings)")
-            wheels[str(name)] = {normalise_word(k): normalise_word(v) for k, v in mapping.items()}
-        return cls(wheels)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "EmotionWheels":
-        try:
-            data = json.loads(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise ValueError(f"cannot read emotion-wheel file {path}: {err}") from err
-        return cls.from_dict(data)
-
-    def synonyms(self) -> dict[str, str]:
-        """The first wheel (used for hit-rate matching of free words)."""
-        return next(iter(self.wheels.values()))
+def _response_text(response) -> str:
+    """A response as one string: free text as it is, the label path's label list joined by ', '."""
+    if response is None:
+        return ""
+    if isinstance(response, (list, tuple)):
+        return ", ".join(str(x) for x in response)
+    return str(response)
 
 
-def set_prf(true_sets: Sequence[Iterable[str]], pred_sets: Sequence[Iterable[str]],
-            mapping: Mapping[str, str] | None = None) -> dict[str, float]:
-    """Sample-averaged set precision/recall and F = 2PR/(P+R) after mapping words to canonical ones.
-
-    An empty prediction has precision 0 (it names nothing right).
-    """
-    _check_same_length(true_sets, pred_sets, "true_sets and pred_sets")
-    precisions, recalls = [], []
-    for t, p in zip(true_sets, pred_sets):
-        ts, ps = _as_set(t, mapping), _as_set(p, mapping)
-        inter = len(ts & ps)
-        precisions.append(inter / len(ps) if ps else 0.0)
-        recalls.append(inter / len(ts) if ts else 0.0)
-    prec, rec = float(np.mean(precisions)), float(np.mean(recalls))
-    f = 2 * prec * rec / (prec + rec) if prec + rec > 0 else 0.0
-    return {"precision": prec, "recall": rec, "f": f}
-
-
-def ov_scores(true_sets, pred_sets, wheels: EmotionWheels | None = None) -> dict[str, float]:
-    """OV-MERD+ protocol: set P/R/F per emotion wheel, then the mean over wheels."""
-    wheels = wheels or EmotionWheels()
-    per = {name: set_prf(true_sets, pred_sets, mapping) for name, mapping in wheels.wheels.items()}
-    out = {k: float(np.mean([v[k] for v in per.values()])) for k in ("precision", "recall", "f")}
-    out["per_wheel"] = per
+def official_accuracy(y_true: Sequence, responses: Sequence) -> dict:
+    """score_split.py: share of samples whose stripped, lower-cased response equals the truth as given."""
+    _check_same_length(y_true, responses, "y_true and responses")
+    truth = [str(t) for t in y_true]
+    hits = [t == _clean(_response_text(r)) for t, r in zip(truth, responses)]
+    out = {"value": float(np.mean(hits)), "n": len(hits)}
+    unmatchable = sum(t != t.strip().lower() for t in truth)
+    if unmatchable:
+        out["note"] = (f"{unmatchable} ground-truth label(s) are not lower-case/stripped; the official accuracy "
+                       "compares them unchanged with the lower-cased response, so they can never count")
     return out
 
 
-# ---------------------------------------------------------------------------------------- per data set
-def score_dataset(name: str, y_true: Sequence, y_pred: Sequence, *, scores: np.ndarray | None = None,
-                  labels: Sequence[str] | None = None, wheels: EmotionWheels | None = None,
-                  metric: str | None = None, neutral: str = "neutral") -> dict:
-    """Score one test set with its paper metric. Returns {"metric", "value", "n", ...extras}.
+def waf_emotion_llama_v2(y_true: Sequence, responses: Sequence) -> dict:
+    """score_split_sentiment_no_neutral.py: weighted F1 (and accuracy) after dropping neutral truths."""
+    _check_same_length(y_true, responses, "y_true and responses")
+    pairs = [(_clean(t), _clean(_response_text(r))) for t, r in zip(y_true, responses)]
+    kept = [(t, p) for t, p in pairs if t != "neutral"]
+    if not kept:
+        raise UndefinedMetric("every ground truth is neutral: WAF without neutral samples is undefined")
+    t, p = [a for a, _ in kept], [b for _, b in kept]
+    return {"value": weighted_f1(t, p, sorted(set(t) | set(p))), "accuracy": accuracy(t, p), "n": len(kept),
+            "skipped_neutral": len(pairs) - len(kept)}
 
-    y_true: labels (single-label sets) or label sets (multi-label / OV sets).
-    y_pred: labels or label sets; for mAP `scores` (n, len(labels)) is required instead.
+
+_SENTIMENT_SIGN = {"positive": 1, "negative": -1, "neutral": 0}
+
+
+def waf_affectgpt(y_true: Sequence, responses: Sequence, scores: Sequence[float | None] | None = None) -> dict:
+    """AffectGPT's MER-UniBench WAF: truth = sign of the continuous sentiment score (0 dropped), prediction
+    positive only for a "positive" response (neutral or anything else = negative); weighted F1 of 2 classes.
+
+    `scores` are the continuous ground-truth scores (valence); a sample without one takes the sign of its
+    label (positive / negative / neutral), since MMEVerse annotations carry labels.
+    """
+    _check_same_length(y_true, responses, "y_true and responses")
+    scores = list(scores) if scores is not None else [None] * len(y_true)
+    if len(scores) != len(y_true):
+        raise ValueError("scores and y_true have different lengths")
+    truth, pred = [], []
+    for t, r, s in zip(y_true, responses, scores):
+        if s is None or (isinstance(s, float) and math.isnan(s)):
+            label = _clean(t)
+            if label not in _SENTIMENT_SIGN:
+                raise UndefinedMetric(f"ground truth {t!r} has no sentiment score and is not positive/negative/neutral")
+            s = _SENTIMENT_SIGN[label]
+        if s == 0:
+            continue
+        truth.append(str(s > 0))
+        pred.append(str(_SENTIMENT_SIGN.get(_clean(_response_text(r)), 0) > 0))
+    if not truth:
+        raise UndefinedMetric("every ground-truth sentiment score is 0: WAF is undefined")
+    return {"value": weighted_f1(truth, pred, sorted(set(truth) | set(pred))), "accuracy": accuracy(truth, pred),
+            "n": len(truth), "skipped_neutral": len(y_true) - len(truth)}
+
+
+def _require_wheels(wheels: EmotionWheels | None, what: str) -> EmotionWheels:
+    if wheels is None:
+        raise UndefinedMetric(f"the {what} needs the official emotion-wheel files (give their folder: --wheels DIR)")
+    return wheels
+
+
+def _truth_items(truth) -> list[str]:
+    return [str(item).lower().strip() for item in parse_list(truth)]
+
+
+def hit_rate(y_true: Sequence, responses: Sequence, wheels: EmotionWheels | None) -> dict:
+    """MER-UniBench hit rate over the 5 emotion wheels (see the module docstring)."""
+    _check_same_length(y_true, responses, "y_true and responses")
+    wheels = _require_wheels(wheels, "hit rate")
+    truths = [_truth_items(t) for t in y_true]
+    preds = [response_items(r) for r in responses]
+    per_wheel, kept = {}, {}
+    for wheel in WHEEL_NAMES:
+        hits = []
+        for t, p in zip(truths, preds):
+            gt = wheels.map_items(t, wheel)
+            if not gt:
+                continue  # the truth maps to nothing on this wheel (e.g. neutral): not scored
+            hits.append(len(wheels.map_items(p, wheel) & gt))
+        if not hits:
+            raise UndefinedMetric(f"no ground truth maps onto {wheel} (all neutral or out of vocabulary): hit rate undefined")
+        per_wheel[wheel], kept[wheel] = float(np.mean(hits)), len(hits)
+    return {"value": float(np.mean(list(per_wheel.values()))), "n": len(y_true), "scored": kept,
+            "per_wheel": per_wheel}
+
+
+def ov_fscore(y_true: Sequence, responses: Sequence, wheels: EmotionWheels | None) -> dict:
+    """OV-MERD+: per-wheel set precision/recall (averaged over samples), F of the averages, mean over wheels."""
+    _check_same_length(y_true, responses, "y_true and responses")
+    wheels = _require_wheels(wheels, "OV F-score")
+    truths = [_truth_items(t) for t in y_true]
+    preds = [response_items(r) for r in responses]
+    per_wheel = {}
+    for wheel in WHEEL_NAMES:
+        precision, recall = [], []
+        for t, p in zip(truths, preds):
+            gt = wheels.map_items(t, wheel)
+            if not gt:
+                continue
+            pr = wheels.map_items(p, wheel)
+            precision.append(len(gt & pr) / len(pr) if pr else 0.0)
+            recall.append(len(gt & pr) / len(gt) if pr else 0.0)
+        if not precision:
+            raise UndefinedMetric(f"no ground truth maps onto {wheel}: OV F-score undefined")
+        p_avg, r_avg = float(np.mean(precision)), float(np.mean(recall))
+        if p_avg + r_avg == 0:
+            # the official F = 2PR/(P+R) is 0/0 here (NaN in numpy): nothing predicted matched on this wheel
+            raise UndefinedMetric(f"precision and recall are both 0 on {wheel}: the official F (2PR/(P+R)) is 0/0")
+        per_wheel[wheel] = {"precision": p_avg, "recall": r_avg, "f": 2 * p_avg * r_avg / (p_avg + r_avg),
+                            "scored": len(precision)}
+    mean = lambda k: float(np.mean([v[k] for v in per_wheel.values()]))  # noqa: E731
+    return {"value": mean("f"), "precision": mean("precision"), "recall": mean("recall"), "n": len(y_true),
+            "per_wheel": per_wheel}
+
+
+def split_multilabel(value) -> list[str]:
+    """score_multilabel.py's split: at ';' and ',', stripped, lower-cased, empty pieces dropped."""
+    items = value if isinstance(value, (list, tuple)) else re.split(r"[;,]", "" if value is None else str(value))
+    return [str(x).strip().lower() for x in items if str(x).strip()]
+
+
+def multilabel_map(y_true: Sequence, responses: Sequence) -> dict:
+    """score_multilabel.py's mAP: classes = labels seen in the truth, scores = binary predicted sets."""
+    _check_same_length(y_true, responses, "y_true and responses")
+    truths = [split_multilabel(t) for t in y_true]
+    preds = [split_multilabel(r) for r in responses]
+    classes = sorted({lab for t in truths for lab in t})
+    if not classes:
+        raise UndefinedMetric("no ground-truth label at all: mAP undefined")
+    y = multilabel_indicator(truths, classes)
+    s = multilabel_indicator(preds, classes).astype(np.float64)
+    per_class = {c: average_precision(y[:, k], s[:, k]) for k, c in enumerate(classes)}
+    known = set(classes)
+    outside = sum(1 for p in preds for lab in p if lab not in known)
+    out = {"value": float(np.mean(list(per_class.values()))), "n": len(y_true), "classes": classes,
+           "per_class": per_class}
+    if outside:
+        out["ignored_predicted_labels"] = outside
+    return out
+
+
+def score_dataset(name: str, y_true: Sequence, responses: Sequence, *, wheels: EmotionWheels | None = None,
+                  metric: str | None = None, waf_variant: str = WAF_EMOTION_LLAMA_V2,
+                  sentiment_scores: Sequence[float | None] | None = None,
+                  scores: np.ndarray | None = None, labels: Sequence[str] | None = None) -> dict:
+    """Score one test set with its official metric: {"dataset", "metric", "value", "n", ...extras}.
+
+    y_true: per sample the truth — a label (single-label and sentiment sets), a label list or list-like
+    string (OV-MERD+, multi-label sets). responses: per sample the model's free text, or its label / label
+    list (label path). sentiment_scores: continuous truth for the AffectGPT WAF. `scores` + `labels`:
+    optional per-label scores of multi-label sets, reported beside the official binary mAP as
+    "map_from_scores" (not a paper number). Undefined metrics give value NaN and "undefined": reason.
     """
     metric = metric or dataset_metric(name)
-    n = len(y_true)
-    out: dict = {"dataset": name, "metric": metric, "n": n}
-    if metric == HIT_RATE:
-        out["value"] = hit_rate(y_true, y_pred, wheels.synonyms() if wheels else None)
-    elif metric == ACCURACY:
-        out["value"] = accuracy(y_true, y_pred)
-    elif metric == WAF:
-        out["value"] = waf(y_true, y_pred, neutral=neutral)
-        out["n"] = sum(normalise_word(t) != normalise_word(neutral) for t in y_true)
-    elif metric == MAP:
-        if scores is None or labels is None:
-            raise ValueError(f"{name}: mAP needs per-label scores and the label list")
-        out["value"] = mean_average_precision(multilabel_indicator(y_true, labels), scores)
-    elif metric == OV_F:
-        ov = ov_scores(y_true, y_pred, wheels)
-        out.update(value=ov["f"], precision=ov["precision"], recall=ov["recall"])
-    else:
-        raise ValueError(f"unknown metric {metric!r}")
+    if waf_variant not in WAF_VARIANTS:
+        raise ValueError(f"unknown WAF variant {waf_variant!r}; choose from {WAF_VARIANTS}")
+    _check_same_length(y_true, responses, "y_true and responses")
+    out: dict = {"dataset": name, "metric": metric, "n": len(y_true)}
+    try:
+        if metric == HIT_RATE:
+            res = hit_rate(y_true, responses, wheels)
+        elif metric == ACCURACY:
+            res = official_accuracy(y_true, responses)
+        elif metric == WAF:
+            out["waf_variant"] = waf_variant
+            res = (waf_emotion_llama_v2(y_true, responses) if waf_variant == WAF_EMOTION_LLAMA_V2
+                   else waf_affectgpt(y_true, responses, sentiment_scores))
+        elif metric == MAP:
+            res = multilabel_map(y_true, responses)
+        elif metric == OV_F:
+            res = ov_fscore(y_true, responses, wheels)
+        else:
+            raise ValueError(f"unknown metric {metric!r}")
+    except UndefinedMetric as err:
+        res = {"value": math.nan, "undefined": str(err)}
+    res = dict(res)
+    res["scored_n"] = res.pop("n", len(y_true))
+    out.update(res)
+    if metric == MAP and scores is not None and labels is not None:
+        try:
+            truth = multilabel_indicator([split_multilabel(t) for t in y_true], [_clean(x) for x in labels])
+            out["map_from_scores"] = mean_average_precision(truth, np.asarray(scores, dtype=np.float64))
+        except ValueError as err:
+            out["map_from_scores_undefined"] = str(err)
     return out
+
+
+def is_defined(result: Mapping) -> bool:
+    value = result.get("value")
+    return isinstance(value, (int, float)) and not math.isnan(value)
 
 
 def average_over_sets(results: Sequence[Mapping] | Mapping[str, Mapping]) -> float:
-    """The paper's Avg: plain mean of the per-set metric values."""
-    values = [r["value"] for r in (results.values() if isinstance(results, Mapping) else results)]
-    if not values:
-        raise ValueError("no per-set results to average")
-    return float(np.mean(values))
+    """Plain mean of the defined per-set values (NaN when none is defined)."""
+    values = [r["value"] for r in (results.values() if isinstance(results, Mapping) else results) if is_defined(r)]
+    return float(np.mean(values)) if values else math.nan
+
+
+def benchmark_averages(results: Mapping[str, Mapping]) -> dict:
+    """Avg-9 (MER-UniBench) and Avg-18 (MMEVerse-Bench) of per-set results keyed by any set spelling.
+
+    Each average exists only when every one of its sets is present and defined; otherwise it is NaN and
+    "missing" names the sets that are absent or undefined.
+    """
+    by_canon = {}
+    for name, res in results.items():
+        canon = canonical_set(name)
+        if canon:
+            by_canon[canon] = res
+    out = {}
+    for key, names in (("Avg-9", MER_UNIBENCH), ("Avg-18", MMEVERSE_BENCH)):
+        missing = [n for n in names if n not in by_canon or not is_defined(by_canon[n])]
+        value = math.nan if missing else float(np.mean([by_canon[n]["value"] for n in names]))
+        out[key] = {"value": value, "sets": list(names), "missing": missing}
+    return out
 
 
 def classification_report(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]) -> dict:

@@ -64,9 +64,12 @@ def render_markdown(metrics: dict, figures: dict[str, str], command: str = "") -
         lines += ["## Benchmark metrics (paper protocol, x100)", "", "| data set | metric | n | score |",
                   "|---|---|---|---|"]
         for name, d in metrics["datasets"].items():
-            note = f" ({d['error']})" if d.get("error") else ""
+            why = d.get("undefined") or d.get("error")
+            note = f" (undefined: {why})" if why else (f" ({d['note']})" if d.get("note") else "")
             lines.append(f"| {name} | {d['metric']} | {d['n']} | {_pct(d.get('value'))}{note} |")
-        lines += [f"| **Avg** | | | **{_pct(metrics.get('avg'))}** |", ""]
+        over = metrics.get("avg_over")
+        label = "Avg" if over is None or len(over) == len(metrics["datasets"]) else f"Avg over {len(over)} defined set(s)"
+        lines += [f"| **{label}** | | | **{_pct(metrics.get('avg'))}** |", ""]
     ov = metrics.get("overall", {})
     for level in ("segment", "window"):
         rep = ov.get(level)

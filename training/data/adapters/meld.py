@@ -58,7 +58,7 @@ def build(root: str | os.PathLike, task: str = "emotion") -> AdapterResult:
             subtitle = column(row, "Utterance") or None
             res.records.append(ClipRecord(
                 clip_id=f"meld_{src_split}_dia{d}_utt{u}",
-                dataset="MELD",
+                dataset="MELD" if task == "emotion" else "MELD-s",  # two test sets, two official metrics
                 split=split,
                 label_space=space,
                 labels=[label],
