@@ -3,17 +3,21 @@
 One synthetic 640x480 @ 15 Hz camera + 16 kHz speech-like sequence (tests.helpers.synthetic) is cut
 into overlapping windows (default window 2 s / hop 0.5 s) and every window goes through:
 
-- ``naive``:     FastInferenceEngine with FastOptions.naive(): Whisper on the 30 s padded input, all 17
-                 images encoded per window, one full LLM forward of prompt + label per label, and the
-                 reasoning path re-encodes the window;
-- ``reference``: the project's InferenceEngine as the node uses it today (model.predict: real-length
-                 Whisper, batched label scoring on a repeated prefix cache);
-- ``optimised``: FastInferenceEngine with every speed-up on (frame cache, real-length Whisper, prefix KV
-                 shared with reasoning, whole label set in one pass);
+The engine is the one the node runs (emotion_ros.inference.InferenceEngine on the model's own stages); the
+variants are its ``pipeline`` presets (emotion_ros.model.config.InferenceOptions), LLM in float32:
+
+- ``naive``:     Whisper on the 30 s padded input, all 17 images encoded per window, one full LLM forward of
+                 prompt + label per label, and the reasoning path re-encodes the window;
+- ``reference``: no caches: real-length Whisper, every frame encoded, label set scored as one batch on a
+                 repeated prefix cache;
+- ``optimised``: every speed-up on (frame cache, real-length Whisper, prefix KV shared with reasoning,
+                 whole label set in one tree-masked pass);
 - optional ``optimised_ort`` (encoders + fusion/adapter on onnxruntime) and ``optimised_<precision>`` (the
-  LLM in bfloat16 or ``mixed`` = bf16 prompt passes + int8 decode, runtime/precision.py; run last, each on
+  LLM in bfloat16 or ``mixed`` = bf16 prompt passes + int8 decode, model/precision.py; run last, each on
   a freshly built model, because the change is in place).
-nano loads the shipped trained adapters (models/nano/adapters), i.e. the model the node deploys.
+Settings (profile, checkpoint, window, hop) come from the node's PerceptionConfig (launch/perceive.yaml
+unless --params-file), windows are cut by the node's Windower from the synthetic sensor stream; nano loads
+the shipped trained adapters (checkpoint auto), i.e. the model the node deploys.
 
 Reported per variant: stage times (audio enc, vision enc, fusion+adapter, LLM label), per-window latency
 p50/p95, windows/s, real-time factor (mean service time / hop), label latency after window end for a
@@ -46,8 +50,6 @@ import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 import torch  # noqa: E402
 
-# Trained weights the benchmark loads per profile: what the node deploys (launch/perceive.yaml).
-DEPLOYED = {"nano": str(ROOT / "models" / "nano" / "adapters")}
 STAGES = ("audio_enc", "vision_enc", "fusion_adapter", "llm_label")
 TRANSCRIPTS = ["I really did not expect that to happen today", None,
                "well, that is just great, thank you so much", "hmm okay"]
@@ -96,11 +98,10 @@ def live_latency(windows, service_s, hop_s):
 
 def run_variant(name, engine, windows, hop_s, reason_windows, reason_tokens):
     """Label path over all windows (fresh caches), then the reasoning path on a few windows."""
-    if getattr(engine, "frame_cache", None) is not None:
-        engine.frame_cache.clear()
+    cache = engine.model.vision_encoder.cache
     engine.process(copy.copy(windows[0]))  # warm-up (allocations, oneDNN primitive caches)
-    if getattr(engine, "frame_cache", None) is not None:
-        engine.frame_cache.clear()
+    if cache is not None:
+        cache.clear()
     gc.collect()
     service, stages, labels, frames_encoded = [], {k: [] for k in STAGES}, [], []
     with PeakRSS() as rss:
@@ -113,14 +114,12 @@ def run_variant(name, engine, windows, hop_s, reason_windows, reason_tokens):
             for k in STAGES:
                 if k in res.stage_ms:
                     stages[k].append(res.stage_ms[k])
-            if "model" in res.stage_ms and not res.stage_ms.get("llm_label"):
-                stages.setdefault("model_total", []).append(res.stage_ms["model"])
             if "frames_encoded" in res.stage_ms:
                 frames_encoded.append(res.stage_ms["frames_encoded"])
         reasoning = []
         for w in windows[len(windows) // 2:len(windows) // 2 + reason_windows]:
             w = copy.copy(w)
-            engine.process(w)  # the node runs the label first; the fast engine keeps the window's KV for it
+            engine.process(w)  # the node runs the label first; with prefix_kv the window's KV is kept for it
             t = time.perf_counter()
             first = None
             text = ""
@@ -153,8 +152,8 @@ def run_variant(name, engine, windows, hop_s, reason_windows, reason_tokens):
     }
     if frames_encoded:
         out["images_encoded_per_window"] = float(np.mean(frames_encoded))
-    if getattr(engine, "frame_cache", None) is not None:
-        out["frame_cache"] = engine.frame_cache.stats()
+    if cache is not None:
+        out["frame_cache"] = cache.stats()
     return out
 
 
@@ -170,7 +169,7 @@ def llama_cpp_decode(model, n_tokens: int, threads: int, gguf: str | None, out_d
 
     Files: ``--gguf`` if given; for the nano LLM (Gemma from the packaged Q4_K_M GGUF) the packaged file and
     the deployed model itself: the LLM with its trained LoRA merged, written in the packaged file's own
-    storage types by runtime.export.export_merged_gguf. ``model`` must still carry its LoRA."""
+    storage types by inference.export.export_merged_gguf. ``model`` must still carry its LoRA."""
     try:
         import llama_cpp
     except ImportError:
@@ -216,59 +215,54 @@ def torch_decode(model, n_tokens: int, step_model=None, step_dtype=None) -> dict
     ids = ([llm.bos_id] if llm.bos_id is not None else []) + llm.text_ids("The person in the video looks surprised because")
     with torch.no_grad():
         out = step(inputs_embeds=llm.embed_ids([ids]).to(dtype), use_cache=True, logits_to_keep=1)
-        cache, tok = out.past_key_values, int(out.logits[0, -1].argmax())
+        cache, tok = out.cache, int(out.logits[0, -1].argmax())
         tokens = [tok]
         t = time.perf_counter()
         for _ in range(n_tokens):
-            out = step(inputs_embeds=llm.embed_ids([[tok]]).to(dtype), past_key_values=cache, use_cache=True)
-            cache, tok = out.past_key_values, int(out.logits[0, -1].argmax())
+            out = step(inputs_embeds=llm.embed_ids([[tok]]).to(dtype), cache=cache, use_cache=True)
+            cache, tok = out.cache, int(out.logits[0, -1].argmax())
             tokens.append(tok)
         dt = time.perf_counter() - t
-    return {"decode_tok_s": n_tokens / dt, "dtype": str(dtype), "text": llm._decode(tokens)}
+    return {"decode_tok_s": n_tokens / dt, "dtype": str(dtype), "text": llm.decode(tokens)}
 
 
 def bench_profile(profile: str, args) -> dict:
-    from emotion_ros.model.config import get_profile
-    from emotion_ros.inference.engine import EngineConfig, InferenceEngine
-    from emotion_ros.model.emotion_llama import build_model
+    from dataclasses import replace
+
+    from emotion_ros.config import PerceptionConfig
     from emotion_ros.inference.backends import make_backend
-    from emotion_ros.inference.fast_engine import FastInferenceEngine, FastOptions
-    from tests.helpers.synthetic import overlapping_windows, synthetic_sequence
+    from emotion_ros.inference.engine import InferenceEngine, load_model
+    from tests.helpers.synthetic import synthetic_sequence, windows_from_windower
 
-    trainable = args.checkpoint if args.checkpoint is not None else DEPLOYED.get(profile)
-
-    def build():
-        return build_model(get_profile(profile, trainable_path=trainable or None)).eval()
-
+    config = PerceptionConfig.load(args.params_file, profile=profile, checkpoint=args.checkpoint, asr="never",
+                                   window_s=args.window, hop_s=args.hop, reasoning_max_tokens=args.reason_tokens)
+    cfg = replace(config.engine, llm_precision="float32")  # the speed-ups alone; precision variants below
     t = time.perf_counter()
-    model = build()
+    model, _, model_id = load_model(cfg)
     build_s = time.perf_counter() - t
     frames, stamps, audio = synthetic_sequence(args.seconds, height=480, width=640, seed=0)
-    windows = overlapping_windows(frames, stamps, audio, args.window, args.hop, transcripts=TRANSCRIPTS)
+    w = config.windowing
+    windows = windows_from_windower(frames, stamps, audio, w.window_s, w.hop_s, transcripts=TRANSCRIPTS)
     if args.max_windows:
         windows = windows[:args.max_windows]
-    cfg = EngineConfig(profile=profile, asr="never", reasoning_max_tokens=args.reason_tokens)
     variants = {}
     order = args.variants
     for name in order:
         if name.startswith("optimised_") and name != "optimised_ort":
             continue  # precision variants last (each on a fresh model: they change it in place)
         print(f"[{profile}] {name} ...", flush=True)
-        if name == "naive":
-            eng = FastInferenceEngine(model, cfg, options=FastOptions.naive())
-        elif name == "reference":
-            eng = InferenceEngine(model, cfg)
-        elif name == "optimised":
-            eng = FastInferenceEngine(model, cfg, options=FastOptions())
+        if name in ("naive", "reference", "optimised"):
+            eng = InferenceEngine(model, replace(cfg, pipeline=name), model_id=model_id)
         elif name == "optimised_ort":
             be = make_backend("onnxruntime", model, onnx_dir=Path(args.out) / f"onnx_{profile}")
-            eng = FastInferenceEngine(model, cfg, backend=be, options=FastOptions())
+            eng = InferenceEngine(model, replace(cfg, pipeline="optimised"), model_id=model_id, backend=be)
         else:
             raise ValueError(name)
-        variants[name] = _safe(run_variant, name, eng, windows, args.hop, args.reason_windows, args.reason_tokens)
+        variants[name] = _safe(run_variant, name, eng, windows, w.hop_s, args.reason_windows, args.reason_tokens)
         if name == "optimised_ort" and "error" not in variants[name]:
             variants[name]["backend"] = eng.backend.describe()
         _print_row(profile, variants[name])
+    InferenceEngine(model, replace(cfg, pipeline="optimised"))  # back to the PyTorch stages
     torch_llm = {"float32": torch_decode(model, args.decode_tokens)}
     llama = None
     if args.llama_cpp:
@@ -280,14 +274,14 @@ def bench_profile(profile: str, args) -> dict:
             print(f"[{profile}] {name} ...", flush=True)
             del model
             gc.collect()
-            model = build()
-            eng = FastInferenceEngine(model, cfg, options=FastOptions(llm_precision=precision))
-            variants[name] = _safe(run_variant, name, eng, windows, args.hop, args.reason_windows, args.reason_tokens)
+            model = load_model(cfg)[0]
+            eng = InferenceEngine(model, replace(cfg, pipeline="optimised", llm_precision=precision), model_id=model_id)
+            variants[name] = _safe(run_variant, name, eng, windows, w.hop_s, args.reason_windows, args.reason_tokens)
             _print_row(profile, variants[name])
             torch_llm[precision] = _safe(torch_decode, model, args.decode_tokens, eng.precision.step_model,
                                          eng.precision.step_dtype)
-    result = {"profile": profile, "build_s": build_s, "windows": len(windows), "window_s": args.window,
-              "hop_s": args.hop, "sequence_s": args.seconds, "variants": variants, "torch_llm_decode": torch_llm}
+    result = {"profile": profile, "build_s": build_s, "windows": len(windows), "window_s": w.window_s,
+              "hop_s": w.hop_s, "sequence_s": args.seconds, "variants": variants, "torch_llm_decode": torch_llm}
     ok = {k: v for k, v in variants.items() if "error" not in v}
     if "naive" in ok:
         base = ok["naive"]
@@ -332,7 +326,7 @@ def _print_row(profile, v):
 def markdown(report: dict) -> str:
     lines = [f"# Pipeline benchmark ({report['machine']['cpu']}, {report['machine']['threads']} torch threads, "
              f"load avg at start {report['machine']['loadavg_start']})", "",
-             f"window {report['args']['window']} s / hop {report['args']['hop']} s, synthetic "
+             f"window {report['profiles'][0]['window_s']} s / hop {report['profiles'][0]['hop_s']} s, synthetic "
              f"{report['args']['seconds']} s sequence, 640x480 @ 15 Hz, transcripts given (ASR off).", "",
              "| profile | variant | audio enc ms | vision enc ms | fusion+adapter ms | LLM label ms | p50 ms | p95 ms "
              "| windows/s | RTF | label latency after end p50/p95 ms | speed-up vs naive | vs reference "
@@ -344,8 +338,7 @@ def markdown(report: dict) -> str:
                 lines.append(f"| {prof['profile']} | {name} | failed: {v['error'][:80]} |" + " |" * 13)
                 continue
             st = v["stage_ms_mean"]
-            f = lambda k: f"{st[k]:.1f}" if k in st else ("(in model %.0f)" % st["model_total"] if k == "llm_label"
-                                                            and "model_total" in st else "-")
+            f = lambda k: f"{st[k]:.1f}" if k in st else "-"  # noqa: E731
             lines.append(
                 f"| {prof['profile']} | {name} | {f('audio_enc')} | {f('vision_enc')} | {f('fusion_adapter')} | "
                 f"{f('llm_label')} | {v['latency_ms_p50']:.1f} | {v['latency_ms_p95']:.1f} | {v['windows_per_s']:.2f} | "
@@ -382,10 +375,11 @@ def main(argv=None) -> int:
     ap.add_argument("--profiles", nargs="+", default=["tiny", "nano"])
     ap.add_argument("--variants", nargs="+", default=["naive", "reference", "optimised", "optimised_ort"],
                     help="naive reference optimised optimised_ort optimised_<precision> (bfloat16, mixed: "
-                         "emotion_ros/runtime/precision.py)")
+                         "emotion_ros/model/precision.py)")
     ap.add_argument("--seconds", type=float, default=12.0, help="length of the synthetic sequence (10-20 s)")
-    ap.add_argument("--window", type=float, default=2.0)
-    ap.add_argument("--hop", type=float, default=0.5)
+    ap.add_argument("--params-file", default=None, help="the node's parameter file (default launch/perceive.yaml)")
+    ap.add_argument("--window", type=float, default=None, help="window length s (default: the params file's)")
+    ap.add_argument("--hop", type=float, default=None, help="hop s (default: the params file's)")
     ap.add_argument("--max-windows", type=int, default=0, help="cap the windows per variant (0 = all)")
     ap.add_argument("--reason-windows", type=int, default=2)
     ap.add_argument("--reason-tokens", type=int, default=32)
@@ -394,7 +388,8 @@ def main(argv=None) -> int:
     ap.add_argument("--llama-cpp", action="store_true", help="also measure llama.cpp decode on the same LLM")
     ap.add_argument("--gguf", default=None, help="GGUF file of the merged LLM for --llama-cpp")
     ap.add_argument("--checkpoint", default=None,
-                    help="trained weights to load (default: the shipped ones for nano, none for tiny; '' = none)")
+                    help="trained weights (default: the params file's checkpoint, auto = the profile's shipped "
+                         "adapters, none for tiny; '' = none)")
     ap.add_argument("--out", default=str(ROOT / "out" / "bench"))
     args = ap.parse_args(argv)
     if args.threads:

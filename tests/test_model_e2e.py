@@ -55,14 +55,14 @@ def test_stream_reasoning_deltas(model):
     assert deltas and all(isinstance(d, str) and d for d in deltas)
     # the deltas concatenate to the decoded full generation (greedy generation reproduced step by step)
     llm = model.llm
-    emb, mask = model.prompt_parts(model.encode([w]), "think", model.cfg.labels)[0]
+    emb, mask = llm.flat(model.prompts(model.encode([w]), "think", model.cfg.labels)[0])
     ids = _greedy_ids(llm, emb, mask, 12)
     assert "".join(deltas) == llm.tokenizer.decode(ids, skip_special_tokens=True,
                                                   clean_up_tokenization_spaces=False)
 
 
 def _greedy_ids(llm, emb, mask, n):
-    """Greedy ids by full re-computation (no cache), banning specials like EmotionLLM.stream."""
+    """Greedy ids by full re-computation (no cache), banning specials like EmotionLLM.generate."""
     ids = []
     with torch.no_grad():
         for step in range(n):
@@ -71,7 +71,7 @@ def _greedy_ids(llm, emb, mask, n):
             out = llm.model(inputs_embeds=e[None], attention_mask=m[None].long(),
                             position_ids=torch.arange(e.shape[0])[None])
             logits = out.logits[0, -1].clone()
-            logits[llm._banned] = float("-inf")
+            logits[llm.banned_ids] = float("-inf")
             if step == 0:
                 logits[llm.eos_id] = float("-inf")
             nxt = int(torch.argmax(logits))

@@ -78,7 +78,7 @@ def test_fusion_and_adapter_shapes(model):
 
 def test_prompt_layout(model):
     enc = model.encode(_windows()[:1])
-    (emb, mask), = model.prompt_parts(enc, "emotion", model.cfg.labels)
+    emb, mask = model.llm.flat(model.prompts(enc, "emotion", model.cfg.labels)[0])
     llm = model.llm
     head = [llm.bos_id] + llm.text_ids("[INST] <Vid>")
     n_mod = sum(model.cfg.token_layout().values())
@@ -96,8 +96,6 @@ def test_prompt_layout(model):
     assert emb.shape[0] == len(head) + n_mod + len(tail)
     torch.testing.assert_close(emb[-len(tail):], llm.embed_ids(tail))
     assert mask.shape == (emb.shape[0],)
-    embeds, masks = model.embed_prompt(enc, "emotion", model.cfg.labels)
-    assert embeds.shape == (1, emb.shape[0], llm.hidden_size)
 
 
 def test_config_roundtrip_and_profiles():

@@ -30,9 +30,17 @@ def setup():
     rng = np.random.default_rng(0)
     w = window_from_arrays(rng.integers(0, 256, (16, 40, 40, 3), dtype=np.uint8),
                            (0.1 * rng.standard_normal(32000)).astype(np.float32), "I am fine")
-    emb, mask = model.prompt_parts(model.encode([w]), "emotion", model.cfg.labels)[0]
-    temb, tmask = model.prompt_parts(model.encode([w]), "think", model.cfg.labels)[0]
-    return model, llm, (emb, mask), (temb, tmask)
+    prompt = model.prompts(model.encode([w]), "emotion", model.cfg.labels)[0]
+    think = model.prompts(model.encode([w]), "think", model.cfg.labels)[0]
+    return model, llm, prompt, think
+
+
+def _probs(llm, prompt, labels):
+    return llm.score_labels(prompt, labels)[0]
+
+
+def _text(llm, prompt, n):
+    return "".join(llm.generate(prompt, max_new_tokens=n, min_new_tokens=n))
 
 
 def _merged_llm(llm, model_obj):
@@ -40,28 +48,27 @@ def _merged_llm(llm, model_obj):
 
 
 def test_lora_is_not_a_no_op(setup):
-    model, llm, (emb, mask), _ = setup
+    model, llm, prompt, _ = setup
     with llm.model.disable_adapter():
-        base = llm.score_labels(emb, mask, model.cfg.labels)
-    with_lora = llm.score_labels(emb, mask, model.cfg.labels)
+        base = _probs(llm, prompt, model.cfg.labels)
+    with_lora = _probs(llm, prompt, model.cfg.labels)
     assert _logp_err(base, with_lora) > 0.05
 
 
 def test_merged_same_probabilities_and_greedy_tokens(setup):
-    model, llm, (emb, mask), (temb, tmask) = setup
+    model, llm, prompt, think = setup
     merged = _merged_llm(llm, merged_copy(llm))
     assert not merged.has_lora and llm.has_lora  # the running model keeps its adapter
     labels = model.cfg.labels
-    p_ref, p_merged = llm.score_labels(emb, mask, labels), merged.score_labels(emb, mask, labels)
+    p_ref, p_merged = _probs(llm, prompt, labels), _probs(merged, prompt, labels)
     assert float((p_ref - p_merged).abs().max()) < PROB_ATOL
     assert _logp_err(p_ref, p_merged) < LOGP_ATOL
-    ref = "".join(llm.stream(temb, tmask, max_new_tokens=24, min_new_tokens=24))
-    out = "".join(merged.stream(temb, tmask, max_new_tokens=24, min_new_tokens=24))
+    ref, out = _text(llm, think, 24), _text(merged, think, 24)
     assert ref == out and len(ref) > 0
 
 
 def test_merged_folder_round_trip(setup, tmp_path):
-    model, llm, (emb, mask), (temb, tmask) = setup
+    model, llm, prompt, think = setup
     folder = merge_lora_folder(llm, tmp_path / "llm")
     files = {p.name for p in folder.iterdir()}
     assert "model.safetensors" in files and "config.json" in files
@@ -69,7 +76,6 @@ def test_merged_folder_round_trip(setup, tmp_path):
     m, tok = load_merged(folder)
     loaded = EmotionLLM(m, tok, lora_r=0)
     labels = model.cfg.labels
-    p_ref, p_loaded = llm.score_labels(emb, mask, labels), loaded.score_labels(emb, mask, labels)
+    p_ref, p_loaded = _probs(llm, prompt, labels), _probs(loaded, prompt, labels)
     assert float((p_ref - p_loaded).abs().max()) < PROB_ATOL and _logp_err(p_ref, p_loaded) < LOGP_ATOL
-    ref = "".join(llm.stream(temb, tmask, max_new_tokens=16, min_new_tokens=16))
-    assert "".join(loaded.stream(temb, tmask, max_new_tokens=16, min_new_tokens=16)) == ref
+    assert _text(loaded, think, 16) == _text(llm, think, 16)

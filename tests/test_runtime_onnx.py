@@ -7,7 +7,7 @@ import torch
 
 from emotion_ros.model.config import get_profile
 from emotion_ros.model.emotion_llama import build_model
-from emotion_ros.inference.backends import (BackendUnavailable, OnnxRuntimeBackend, TensorRTBackend, TorchBackend,
+from emotion_ros.inference.backends import (BackendUnavailable, OnnxRuntimeBackend, TensorRTBackend,
                                           make_backend)
 from emotion_ros.inference.export import export_onnx, onnx_up_to_date
 
@@ -36,7 +36,7 @@ def onnx_dir(model, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def backends(model, onnx_dir):
-    return TorchBackend(model), OnnxRuntimeBackend(model, onnx_dir, export_if_missing=False)
+    return model, OnnxRuntimeBackend(model, onnx_dir, export_if_missing=False)  # the model's stages vs onnxruntime
 
 
 def _close(a, b, atol=ATOL):
@@ -62,34 +62,34 @@ def test_export_is_recorded_and_detects_stale_weights(model, onnx_dir):
 
 @pytest.mark.parametrize("seconds", [2.0, 0.7])  # the deployment window and another length (dynamic axis)
 def test_audio_encoder_parity(model, backends, seconds):
-    tb, ob = backends
+    _, ob = backends
     rng = np.random.default_rng(0)
     audio = (0.1 * rng.standard_normal(int(16000 * seconds))).astype(np.float32)
     mel = model.audio_encoder.log_mel(audio).unsqueeze(0).repeat(3, 1, 1)  # dynamic batch 3
-    ref, out = tb.audio_states(mel), ob.audio_states(mel)
+    ref, out = model.audio_encoder.encode_mel(mel), ob.audio_states(mel)
     assert ref.abs().max() > 0.1
     _close(ref, out)
 
 
 def test_vision_backbone_parity(model, backends):
-    tb, ob = backends
+    _, ob = backends
     v = model.vision_encoder
     rng = np.random.default_rng(1)
     for size, n in ((v.global_size, 1), (v.temporal_size, 5)):
         imgs = rng.integers(0, 256, (n, 50, 70, 3), dtype=np.uint8)
         x = v.preprocess(imgs, size)
-        (g1, p1), (g2, p2) = tb.vision_backbone(x), ob.vision_backbone(x)
+        (g1, p1), (g2, p2) = v.encode_pixels(x), ob.vision_backbone(x)
         _close(g1, g2)
         _close(p1, p2)
 
 
 def test_fusion_adapter_parity(model, backends):
-    tb, ob = backends
+    _, ob = backends
     a, v = model.audio_encoder, model.vision_encoder
     g = torch.Generator().manual_seed(2)
     args = (torch.randn(4, a.num_tokens, a.dim, generator=g), torch.randn(4, v.num_temporal_tokens, v.dim, generator=g),
             torch.randn(4, v.dim, generator=g), torch.randn(4, v.num_global_tokens, v.dim, generator=g))
-    ref, out = tb.fusion_adapter(*args), ob.fusion_adapter(*args)
+    ref, out = model.project(*args), ob.fusion_adapter(*args)
     assert set(ref) == set(out) == {"fusion", "image", "video", "audio"}
     for k in ref:
         _close(ref[k], out[k])

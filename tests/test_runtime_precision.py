@@ -1,9 +1,10 @@
-"""LLM precision (runtime/precision.py) and the merged-LoRA GGUF export (runtime/export.py).
+"""LLM precision (model/precision.py) and the merged-LoRA GGUF export (inference/export.py).
 
 tiny: the mechanics (what is quantised, what is shared, the engine still agrees with fp32). nano: the
 deployed model: labels of the ``mixed`` engine vs fp32, decode steps vs fp32, and the merged GGUF.
 """
 import copy
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,17 +12,16 @@ import torch
 from torch import nn
 
 from emotion_ros.model.config import get_profile
-from emotion_ros.inference.engine import EngineConfig
+from emotion_ros.inference.engine import EngineConfig, InferenceEngine
 from emotion_ros.model.emotion_llama import build_model
 from emotion_ros.inference import build_engine
-from emotion_ros.inference.fast_engine import FastInferenceEngine, FastOptions
-from emotion_ros.inference.precision import int8_copy, set_llm_precision
-from tests.helpers.synthetic import overlapping_windows, synthetic_sequence
+from emotion_ros.model.precision import int8_copy, set_llm_precision
+from tests.helpers.synthetic import synthetic_sequence, windows_from_windower
 
 
 def _windows(n, h=48, w=64, seconds=3.5):
     frames, stamps, audio = synthetic_sequence(seconds=seconds, height=h, width=w, seed=0)
-    return overlapping_windows(frames, stamps, audio, transcripts=["hello there", None, "I can't believe it"])[:n]
+    return windows_from_windower(frames, stamps, audio, transcripts=["hello there", None, "I can't believe it"])[:n]
 
 
 def _is_int8(module) -> bool:
@@ -32,7 +32,7 @@ def _step_logits(llm, step_model, dtype, ids):
     """Logits of the last position after a prompt pass on the fp32/bf16 model and one step on ``step_model``."""
     with torch.no_grad():
         out = llm.model(inputs_embeds=llm.embed_ids([ids[:-1]]), use_cache=True, logits_to_keep=1)
-        step = step_model(inputs_embeds=llm.embed_ids([[ids[-1]]]).to(dtype), past_key_values=out.past_key_values,
+        step = step_model(inputs_embeds=llm.embed_ids([[ids[-1]]]).to(dtype), cache=out.cache,
                           use_cache=True, logits_to_keep=1)
     return step.logits[0, -1].float()
 
@@ -55,12 +55,13 @@ def test_int8_copy_quantises_every_linear_and_shares_the_embeddings():
 
 
 def test_mixed_engine_agrees_with_fp32_on_tiny():
-    cfg = EngineConfig(profile="tiny", reasoning_max_tokens=8, asr="never")
+    cfg = EngineConfig(profile="tiny", reasoning_max_tokens=8, asr="never", llm_precision="float32")
     windows = _windows(4)
     ref_model = build_model(get_profile("tiny"))
     mixed_model = copy.deepcopy(ref_model)
-    ref = FastInferenceEngine(ref_model, cfg)
-    eng = FastInferenceEngine(mixed_model, cfg, options=FastOptions(llm_precision="mixed"))
+    ref = InferenceEngine(ref_model, cfg)
+    eng = InferenceEngine(mixed_model, EngineConfig(profile="tiny", reasoning_max_tokens=8, asr="never",
+                                                    llm_precision="mixed"))
     assert eng.precision.name == "mixed" and eng.describe()["llm_precision"] == "mixed"
     assert mixed_model.llm.dtype == torch.bfloat16 and not mixed_model.llm.has_lora
     for w in windows:
@@ -72,6 +73,7 @@ def test_mixed_engine_agrees_with_fp32_on_tiny():
     # The int8 decode step tracks fp32 on the same prefix.
     ids = [ref_model.llm.bos_id or 1, 5, 17, 42, 99, 7]
     a = _step_logits(ref_model.llm, ref_model.llm.model, torch.float32, ids)
+    assert ref.precision.step_model is None  # float32: the decode steps run on the LLM itself
     b = _step_logits(mixed_model.llm, eng.precision.step_model, eng.precision.step_dtype, ids)
     assert torch.nn.functional.cosine_similarity(a, b, dim=0) > 0.99
 
@@ -82,20 +84,21 @@ def test_build_engine_takes_the_precision_from_the_engine_config():
     eng = build_engine(cfg, model=model)
     assert eng.precision.name == "bfloat16" and model.llm.dtype == torch.bfloat16
     eng.process(_windows(1)[0])
-    fresh = build_model(get_profile("tiny"))
-    with pytest.raises(ValueError, match="mixed needs the optimised engine"):
-        build_engine(EngineConfig(profile="tiny", asr="never", llm_precision="mixed", pipeline="reference"), model=fresh)
-    assert fresh.llm.dtype == torch.float32 and fresh.llm.has_lora  # refused before touching the model
+    # every pipeline preset decodes with the same loop, so mixed works with the reference preset too
+    ref = build_engine(EngineConfig(profile="tiny", asr="never", llm_precision="mixed", pipeline="reference"),
+                       model=build_model(get_profile("tiny")))
+    assert ref.precision.name == "mixed" and ref.process(_windows(1)[0]).label in ref.labels
+    assert "".join(ref.stream_reasoning(_windows(1)[0]))
 
 
 @pytest.mark.nano
 def test_mixed_nano_keeps_the_labels_and_tracks_fp32_decoding():
     """The deployed CPU setting (launch/perceive.yaml): same labels as fp32, probabilities within 0.08,
     and the int8 decode step picks fp32's next token on most positions of a fp32-generated text."""
-    cfg = EngineConfig(profile="nano", asr="never", reasoning_max_tokens=8)
+    cfg = EngineConfig(profile="nano", asr="never", reasoning_max_tokens=8, llm_precision="float32")
     model = build_model(get_profile("nano", trainable_path="models/nano/adapters")).eval()
     windows = _windows(4, h=240, w=320, seconds=3.0)
-    ref = FastInferenceEngine(model, cfg)
+    ref = InferenceEngine(model, cfg)
     ref_out = [ref.process(copy.copy(w)) for w in windows]
     llm = model.llm
     ids = [llm.bos_id] + llm.text_ids("The person in the video looks surprised because")
@@ -103,7 +106,7 @@ def test_mixed_nano_keeps_the_labels_and_tracks_fp32_decoding():
         for _ in range(24):
             ids.append(int(llm.model(input_ids=torch.tensor([ids]), logits_to_keep=1).logits[0, -1].argmax()))
         fp32_next = llm.model(input_ids=torch.tensor([ids])).logits[0].argmax(-1)
-    eng = FastInferenceEngine(model, cfg, options=FastOptions(llm_precision="mixed"))  # in place
+    eng = InferenceEngine(model, replace(cfg, llm_precision="mixed"))  # the same model, changed in place
     for w, a in zip(windows, ref_out):
         b = eng.process(copy.copy(w))
         assert b.label == a.label
@@ -114,11 +117,11 @@ def test_mixed_nano_keeps_the_labels_and_tracks_fp32_decoding():
     same = 0
     with torch.no_grad():
         out = llm.model(inputs_embeds=llm.embed_ids([ids[:n0 - 1]]), use_cache=True, logits_to_keep=1)
-        cache = out.past_key_values
+        cache = out.cache
         for j in range(n0 - 1, len(ids) - 1):
-            o = step(inputs_embeds=llm.embed_ids([[ids[j]]]).float(), past_key_values=cache, use_cache=True,
+            o = step(inputs_embeds=llm.embed_ids([[ids[j]]]).float(), cache=cache, use_cache=True,
                      logits_to_keep=1)
-            cache = o.past_key_values
+            cache = o.cache
             same += int(o.logits[0, -1].argmax()) == int(fp32_next[j])
     assert same >= 20, f"int8 decode agreed with fp32 on {same}/24 positions"
 
@@ -157,5 +160,5 @@ def test_offline_evaluation_runs_the_node_precision():
 
     config = PerceptionConfig.load(profile="tiny", asr="never")  # launch/perceive.yaml: llm_precision auto
     eng = build_engine(config.engine)
-    assert isinstance(eng, FastInferenceEngine) and eng.precision.name == "mixed"  # auto on a CPU
+    assert eng.precision.name == "mixed"  # auto on a CPU
     assert eng.process(_windows(1)[0]).label in eng.labels

@@ -5,6 +5,7 @@ from torch import nn
 
 from emotion_ros.model.config import get_profile
 from emotion_ros.model.emotion_llama import build_model
+from emotion_ros.model.llm import Prompt
 from emotion_ros_training.precision import frozen_linears_in_bf16
 
 
@@ -18,7 +19,7 @@ def test_frozen_bf16_weights_give_the_same_loss_and_are_restored():
     model = build_model(get_profile("tiny", llm__lora_dropout=0.0)).train()
     llm = model.llm
     emb = torch.randn(2, 20, llm.hidden_size)
-    rows = [(emb[0], torch.ones(20)), (emb[1], torch.ones(20))]
+    rows = [Prompt.from_embeds(emb[0], torch.ones(20)), Prompt.from_embeds(emb[1], torch.ones(20))]
     targets = ["happy", "it is sad"]
     before = _frozen_linear_weights(model)
     assert before and all(w.dtype == torch.float32 for w in before.values())

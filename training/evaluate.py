@@ -54,10 +54,8 @@ def predict_cached(model, cache, records, task: str = "emotion", modalities=("au
             if not full:
                 enc = keep_modalities(enc, modalities)
             labels = list(rec.label_space.labels)
-            emb, mask = model.prompt_parts(enc, task, labels, None)[0]
-            probs = model.llm.score_labels(emb, mask, labels).cpu()
-            k = int(torch.argmax(probs))
-            out.append({"label": labels[k], "probs": [float(p) for p in probs]})
+            pred = model.prediction(model.llm.score_labels(model.prompts(enc, task, labels)[0], labels)[0], labels)
+            out.append({"label": pred.label, "probs": list(pred.probs.values())})
     finally:
         model.train(was)
     return out
@@ -69,6 +67,7 @@ def think_cached(model, cache, records, max_new_tokens: int = 160, modalities=("
     """Reasoning path (task "think", greedy) per record: generated text and the parsed answer."""
     from tqdm import tqdm
 
+    from emotion_ros.model.emotion_llama import stop_strings
     from emotion_ros.model.prompt import parse_answer
     from emotion_ros_training.features import keep_modalities
 
@@ -77,8 +76,8 @@ def think_cached(model, cache, records, max_new_tokens: int = 160, modalities=("
     for rec in tqdm(records, desc="think", unit="clip", disable=not progress, dynamic_ncols=True):
         enc = keep_modalities(cache.load(rec), modalities)
         labels = list(rec.label_space.labels)
-        emb, mask = model.prompt_parts(enc, "think", labels, None)[0]
-        text = "".join(model.llm.stream(emb, mask, max_new_tokens, stop=("</answer>",)))
+        prompt = model.prompts(enc, "think", labels)[0]
+        text = "".join(model.llm.generate(prompt, max_new_tokens, stop=stop_strings("think")))
         out.append({"clip_id": rec.clip_id, "text": text, "answer": parse_answer(text, labels),
                     "well_formed": "<think>" in text and "</answer>" in text})
     return out

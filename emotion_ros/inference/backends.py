@@ -9,8 +9,8 @@
   lazily; where it is missing, constructing the backend raises ``BackendUnavailable`` with one sentence
   saying so, and ``make_backend`` falls back (tensorrt -> onnxruntime -> torch) with a warning.
 
-The LLM is not part of this interface: it runs in PyTorch (see fast_engine; the measured CPU options are
-in the benchmark report).
+The LLM is not part of this interface: it runs in PyTorch (emotion_ros.model.llm; the measured CPU options
+are in the benchmark report).
 """
 from __future__ import annotations
 
@@ -33,43 +33,43 @@ class BackendUnavailable(RuntimeError):
 
 
 class Backend:
-    """What the fast engine needs from a runtime (all tensors are torch, on the model's device)."""
+    """Another runtime for the non-LLM stages, installed into the model's own stages as their hooks:
+    ``AudioEncoder.run_states`` (mel [B, n_mels, T] -> states [B, T/2, D]), ``MultiviewVisionEncoder.run_backbone``
+    (pixels [N,3,S,S] -> grid, pooled) and ``EmotionLLaMA.run_projection`` (fusion + adapter). Mel, frame
+    preprocessing, the frame cache, pooling and masks stay in the stages: one implementation of each."""
 
     name = "base"
 
-    def audio_states(self, mel: torch.Tensor) -> torch.Tensor:  # [B, n_mels, T] -> [B, T/2, D]
+    def audio_states(self, mel: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
-    def vision_backbone(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # -> grid, pooled
+    def vision_backbone(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
 
     def fusion_adapter(self, audio_tokens, temporal_tokens, global_cls, global_patches) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def install(self, model) -> None:
+        model.audio_encoder.run_states = self.audio_states
+        model.vision_encoder.run_backbone = self.vision_backbone
+        model.run_projection = self.fusion_adapter
 
     def describe(self) -> dict:
         return {"backend": self.name}
 
 
 class TorchBackend(Backend):
+    """The model's own PyTorch modules (no hooks)."""
+
     name = "torch"
 
     def __init__(self, model):
         self.model = model
 
-    @torch.no_grad()
-    def audio_states(self, mel):
-        enc = self.model.audio_encoder
-        return enc.encode_mel(mel.to(enc.encoder.conv1.weight.device, enc.encoder.conv1.weight.dtype))
-
-    @torch.no_grad()
-    def vision_backbone(self, pixels):
-        return self.model.vision_encoder._run(pixels)
-
-    @torch.no_grad()
-    def fusion_adapter(self, audio_tokens, temporal_tokens, global_cls, global_patches):
-        m = self.model
-        fused = m.fusion(audio_tokens, temporal_tokens, global_cls)
-        return m.adapter(fusion=fused, image=global_patches, video=temporal_tokens, audio=audio_tokens)
+    def install(self, model) -> None:
+        model.audio_encoder.run_states = None
+        model.vision_encoder.run_backbone = None
+        model.run_projection = None
 
     def describe(self):
         return {"backend": "torch", "device": str(self.model.device), "threads": torch.get_num_threads()}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Literal
 
@@ -109,38 +110,40 @@ class EngineConfig:
 
 
 class InferenceEngine:
-    """Wraps an EmotionLLaMA model (any profile) with the window-level API the node needs."""
+    """The window-level API of a model (any profile): ``process(window)`` -> EmotionResult (label path),
+    ``stream_reasoning(window, should_stop)`` -> text deltas. What runs is the model's own stages
+    (emotion_ros.model), with the InferenceOptions preset of ``config.pipeline``, the LLM precision of
+    ``config.llm_precision`` and the encoders/fusion on ``backend`` (emotion_ros.inference.backends). This class
+    adds only what a live node needs around them: optional ASR for windows without a transcript, the model
+    lock (taken per label pass and per generated token, FIFO: a pending label waits at most one token step,
+    and with label_priority the reasoning waits before its next token while a label is pending), and the
+    hand-over of one window's encoding and prompt prefix from the label path to its reasoning path."""
 
-    def __init__(self, model, config: EngineConfig, transcriber=None, model_id: str | None = None):
+    def __init__(self, model, config: EngineConfig, transcriber=None, model_id: str | None = None, backend=None,
+                 options=None):
+        from emotion_ros.inference.backends import TorchBackend
+        from emotion_ros.model.config import InferenceOptions
+
         self.model = model
         self.config = config
         self.labels = config.label_list()
         self.transcriber = transcriber
         self.model_id = model_id or _model_id(config.profile, config.checkpoint)
+        self.options = options or InferenceOptions.preset(config.pipeline)
+        model.set_options(self.options)
+        self.backend = backend or TorchBackend(model)
+        self.backend.install(model)
+        self.precision = model.llm.set_precision(resolve_precision(config.llm_precision, model.device))
         self._lock = FairLock()
+        self._states: OrderedDict = OrderedDict()  # window key -> _WindowState, for its reasoning
+        self._label_waiting = 0
+        self._waiting_lock = threading.Lock()
 
     @classmethod
-    def from_config(cls, config: EngineConfig) -> "InferenceEngine":
+    def from_config(cls, config: EngineConfig, **kwargs) -> "InferenceEngine":
         """Build the profile's model, load the trainable parts, and the ASR if the profile has one."""
-        import torch
-
-        from emotion_ros.model.checkpoint import load_trainable
-        from emotion_ros.model.config import get_profile
-        from emotion_ros.model.emotion_llama import build_model
-        from emotion_ros.paths import resolve_checkpoint
-
-        torch.manual_seed(config.seed)
-        model = build_model(get_profile(config.profile, labels=config.label_list()))
-        checkpoint = resolve_checkpoint(config.checkpoint, config.profile)
-        if checkpoint:
-            load_trainable(model, checkpoint)
-        model.eval()
-        transcriber = None
-        if config.asr == "always" or (config.asr == "auto" and config.profile == "nano"):
-            from emotion_ros.backbones.asr import Transcriber
-
-            transcriber = Transcriber(language=config.asr_language or None)
-        return cls(model, config, transcriber=transcriber, model_id=_model_id(config.profile, checkpoint))
+        model, transcriber, model_id = load_model(config)
+        return cls(model, config, transcriber=transcriber, model_id=model_id, **kwargs)
 
     def transcribe_if_needed(self, window: Window, stage_ms: dict[str, float]) -> None:
         """Fill a missing transcript with the profile's own ASR (when it has one) before encoding."""
@@ -149,49 +152,125 @@ class InferenceEngine:
             window.transcript = self.transcriber.transcribe(window.audio).strip() or None
             stage_ms["asr"] = (time.perf_counter() - t) * 1e3
 
+    # -- label path -----------------------------------------------------------------------------------
     def process(self, window: Window) -> EmotionResult:
-        """Label path: (optional ASR) + encoders + fusion + one batched scoring pass over the label set."""
+        """(optional ASR) + encoders + fusion/adapter + the label set scored (model.llm.score_labels)."""
         t0 = time.perf_counter()
         stage_ms: dict[str, float] = {}
         self.transcribe_if_needed(window, stage_ms)
-        t = time.perf_counter()
-        with self._lock:
-            prediction = self.model.predict([window], self.labels, task=self.config.task)[0]
-        stage_ms["model"] = (time.perf_counter() - t) * 1e3
-        stage_ms.update(getattr(prediction, "stage_ms", None) or {})
-        scores = [float(prediction.probs[label]) for label in self.labels]
-        best = max(range(len(scores)), key=scores.__getitem__)
-        return EmotionResult(
-            window=window,
-            label=self.labels[best],
-            labels=list(self.labels),
-            scores=scores,
-            confidence=scores[best],
-            modalities=window.modalities,
-            transcript=window.transcript or "",
-            task=self.config.task,
-            model_id=self.model_id,
-            latency_ms=(time.perf_counter() - t0) * 1e3,
-            stage_ms=stage_ms,
-        )
-
-    def stream_reasoning(self, window: Window, should_stop: Callable[[], bool] = lambda: False) -> Iterator[str]:
-        """Reasoning path: yields text deltas; the model lock is taken per token, never for the whole text."""
-        stream = self.model.stream_reasoning(
-            window, self.labels, task=self.config.reasoning_task, max_new_tokens=self.config.reasoning_max_tokens,
-            repetition_penalty=self.config.reasoning_repetition_penalty,
-        )
-        while not should_stop():
+        with self._waiting_lock:
+            self._label_waiting += 1
+        try:
             with self._lock:
-                delta = next(stream, None)
+                model = self.model
+                enc = model.encode([window], stage_ms)
+                t = time.perf_counter()
+                streams = model.streams(enc)
+                stage_ms["fusion_adapter"] = (time.perf_counter() - t) * 1e3
+                t = time.perf_counter()
+                prompt = model.prompt(streams, 0, window.transcript, self.config.task, self.labels)
+                probs, prefix = model.llm.score_labels(prompt, self.labels)
+                stage_ms["llm_label"] = (time.perf_counter() - t) * 1e3
+                if self.options.share_encoding:
+                    self._remember(window, _WindowState(streams, prefix))
+        finally:
+            with self._waiting_lock:
+                self._label_waiting -= 1
+        pred = model.prediction(probs, self.labels)
+        scores = list(pred.probs.values())
+        return EmotionResult(window=window, label=pred.label, labels=list(self.labels), scores=scores,
+                             confidence=pred.confidence, modalities=window.modalities,
+                             transcript=window.transcript or "", task=self.config.task, model_id=self.model_id,
+                             latency_ms=(time.perf_counter() - t0) * 1e3, stage_ms=stage_ms)
+
+    @staticmethod
+    def _window_key(window: Window):
+        return (id(window), window.start_ns, window.end_ns, window.source)
+
+    def _remember(self, window: Window, state: "_WindowState") -> None:
+        self._states[self._window_key(window)] = state
+        while len(self._states) > self.options.window_states:
+            self._states.popitem(last=False)
+
+    # -- reasoning path -------------------------------------------------------------------------------
+    def stream_reasoning(self, window: Window, should_stop: Callable[[], bool] = lambda: False) -> Iterator[str]:
+        """Reasoning deltas of ``config.reasoning_task`` (model.llm.generate: the one decode loop); the model
+        lock is taken per step, never for the whole text."""
+        state = self._states.pop(self._window_key(window), None)
+        steps = self._reasoning_steps(window, state)
+        while not should_stop():
+            if self.options.label_priority:
+                while self._label_waiting > 0:
+                    time.sleep(0.0005)
+            with self._lock:
+                delta = next(steps, None)
             if delta is None:
                 return
-            yield delta
+            if delta:
+                yield delta
 
+    def _reasoning_steps(self, window: Window, state: "_WindowState | None") -> Iterator[str]:
+        """Generator of one model step per next(): the encoding (unless the label path left it), then the
+        decode loop's steps."""
+        from emotion_ros.model.emotion_llama import stop_strings
+
+        model, cfg = self.model, self.config
+        if state is None:
+            state = _WindowState(model.streams(model.encode([window])), None)
+            yield ""
+        prompt = model.prompt(state.streams, 0, window.transcript, cfg.reasoning_task, self.labels)
+        yield from model.llm.generate(prompt, cfg.reasoning_max_tokens, prefix=state.prefix,
+                                      stop=stop_strings(cfg.reasoning_task),
+                                      repetition_penalty=cfg.reasoning_repetition_penalty, seed=cfg.seed)
+
+    # -- info -----------------------------------------------------------------------------------------
     def describe(self) -> dict:
-        return {"engine": "reference", "backend": "torch", "llm_precision": str(self.model.llm.dtype).split(".")[-1]}
+        d = {"engine": self.config.pipeline, "options": dict(self.options.__dict__),
+             "llm_precision": self.precision.name, **self.backend.describe()}
+        cache = self.model.vision_encoder.cache
+        if cache is not None:
+            d["frame_cache"] = cache.stats()
+        return d
+
+
+@dataclass
+class _WindowState:
+    """What the label path leaves behind for the reasoning path of the same window."""
+
+    streams: dict  # adapter outputs by stream (model.streams)
+    prefix: object | None  # model.llm.Prefix of the prompt's shared part (None: computed by the reasoning)
+
+
+def resolve_precision(name: str, device="cpu") -> str:
+    """llm_precision "auto": mixed on a CPU (bf16 prompt passes + int8 decode steps), float16 on CUDA."""
+    if name != "auto":
+        return name
+    return "float16" if str(device).startswith("cuda") else "mixed"
+
+
+def load_model(config: EngineConfig):
+    """(model, transcriber or None, model id) of an engine config: the profile built, its checkpoint loaded
+    ('auto' = the profile's shipped adapters), the profile's ASR where asr says so."""
+    import torch
+
+    from emotion_ros.model.checkpoint import load_trainable
+    from emotion_ros.model.config import get_profile
+    from emotion_ros.model.emotion_llama import build_model
+    from emotion_ros.paths import resolve_checkpoint
+
+    torch.manual_seed(config.seed)
+    model = build_model(get_profile(config.profile, labels=config.label_list()))
+    checkpoint = resolve_checkpoint(config.checkpoint, config.profile)
+    if checkpoint:
+        load_trainable(model, checkpoint)
+    model.eval()
+    transcriber = None
+    if config.asr == "always" or (config.asr == "auto" and config.profile == "nano"):
+        from emotion_ros.backbones.asr import Transcriber
+
+        transcriber = Transcriber(language=config.asr_language or None)
+    return model, transcriber, _model_id(config.profile, checkpoint)
 
 
 def _model_id(profile: str, checkpoint: str) -> str:
     return f"{profile}@{checkpoint}" if checkpoint else profile
-

@@ -4,8 +4,10 @@ transformers' ``WhisperEncoder.forward`` insists on 3000 mel frames (30 s). A 2 
 costs 15x the compute, so this wrapper runs the same modules itself on the real length: log-mel of the
 real audio (rounded up to an even number of frames so the stride-2 conv stem lands on whole positions),
 conv1/conv2 + GELU, the positional embeddings sliced to the real number of positions, the layers, the
-final layer norm. ``padded=True`` computes the classic 30 s padded path (then keeps the real positions)
-for comparison; tests/test_model_audio.py measures the agreement.
+final layer norm. ``padded=True`` (InferenceOptions.audio_padded) computes the classic 30 s padded input
+(then keeps the real positions): what Whisper was trained on, ~15x the compute for a 2 s window;
+tests/test_model_audio.py measures the agreement. ``run_states`` replaces the PyTorch encoder by another
+runtime (onnxruntime, TensorRT: emotion_ros.inference.backends); mel and pooling stay here.
 
 The variable-length states are then normalised to ``num_tokens`` (64) as the paper says: "1D adaptive
 average pooling and zero-padding" — longer sequences are average-pooled to 64, shorter ones are kept and
@@ -42,6 +44,7 @@ class AudioEncoder(nn.Module):
         super().__init__()
         self.padded = padded  # default mode of forward()
         self.encoder = whisper_encoder
+        self.run_states = None  # mel [B, n_mels, T] -> states [B, T/2, D]; None = encode_mel (docstring)
         self.num_tokens = num_tokens
         self.sample_rate = sample_rate
         self.n_mels = whisper_encoder.config.num_mel_bins
@@ -93,16 +96,18 @@ class AudioEncoder(nn.Module):
             x = layer(x, None)
         return enc.layer_norm(x)
 
+    def _encode(self, mel: torch.Tensor) -> torch.Tensor:
+        w = self.encoder.conv1.weight
+        mel = mel.to(w.device, w.dtype)
+        return self.run_states(mel) if self.run_states is not None else self.encode_mel(mel)
+
     def states(self, audio: np.ndarray, padded: bool = False) -> torch.Tensor:
         """Encoder states of one clip's real positions: [n_real, D]."""
         mel = self.log_mel(audio, padded=False)
         n_real = mel.shape[-1] // 2
-        device = self.encoder.conv1.weight.device
         if padded:
-            mel_p = self.log_mel(audio, padded=True).unsqueeze(0).to(device)
-            out = self.encoder(input_features=mel_p).last_hidden_state[0]
-            return out[:n_real]
-        return self.encode_mel(mel.unsqueeze(0).to(device))[0]
+            return self._encode(self.log_mel(audio, padded=True).unsqueeze(0))[0, :n_real]
+        return self._encode(mel.unsqueeze(0))[0]
 
     # -- pooling -----------------------------------------------------------------------------------
     def pool(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,8 +144,7 @@ class AudioEncoder(nn.Module):
             mel = self.log_mel(audio)
             groups.setdefault(mel.shape[-1], []).append((i, mel))
         for items in groups.values():
-            mel = torch.stack([m for _, m in items]).to(device=device, dtype=dtype)
-            st = self.encode_mel(mel)
+            st = self._encode(torch.stack([m for _, m in items]))
             for (i, _), s in zip(items, st):
                 tokens[i], mask[i] = self.pool(s)
         return AudioTokens(tokens=tokens, mask=mask)

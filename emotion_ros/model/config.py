@@ -165,6 +165,57 @@ class ModelConfig:
         }
 
 
+@dataclass
+class InferenceOptions:
+    """How the model stages run at inference (not what they compute: every preset gives the same labels up to
+    float rounding; tests/test_inference_parity.py checks it). Each speed-up is an option of the stage it
+    speeds up, so the naive, reference and optimised pipelines are one code path:
+
+    - frame_cache (vision encoder): backbone outputs of up to this many camera frames are kept across
+      overlapping windows (window 2 s / hop 0.5 s: 12 of a window's 16 frames were encoded for the previous
+      window) and a frame repeated inside a window is encoded once; 0 = every frame of every window encoded.
+    - audio_padded (audio encoder): Whisper on the classic 30 s padded input (15x the work for a 2 s window)
+      instead of the window's real length.
+    - prefix_kv (LLM): the key/value cache of the constant prompt head is computed once, and the window's
+      [head | multimodal tokens] prefix is shared by the label path and the reasoning path of that window.
+    - label_scoring (LLM): "tree" = the whole label set in ONE forward with a tree attention mask; "batched" =
+      the prefix cache repeated over the labels (one batch of L rows); "per_label" = one full forward of
+      prompt + label per label (the textbook way).
+    - share_encoding, window_states (engine): reasoning reuses the label path's encoding and prefix of the
+      same window (kept for the last ``window_states`` windows).
+    - label_priority (engine): a pending label pass makes the reasoning stream wait before its next token.
+    """
+
+    frame_cache: int = 256
+    audio_padded: bool = False
+    prefix_kv: bool = True
+    label_scoring: str = "tree"
+    share_encoding: bool = True
+    window_states: int = 4
+    label_priority: bool = True
+
+    PRESETS = ("optimised", "reference", "naive")
+
+    def __post_init__(self):
+        if self.label_scoring not in ("tree", "batched", "per_label"):
+            raise ValueError(f"label_scoring must be tree, batched or per_label, not {self.label_scoring!r}")
+        if self.frame_cache < 0 or self.window_states < 0:
+            raise ValueError("frame_cache and window_states must be >= 0")
+
+    @classmethod
+    def preset(cls, name: str) -> "InferenceOptions":
+        """optimised: every speed-up; reference: none of the caches (what a plain forward of the model does);
+        naive: also 30 s padded Whisper and one LLM pass per label (the benchmark's baseline)."""
+        if name == "optimised":
+            return cls()
+        if name == "reference":
+            return cls(frame_cache=0, prefix_kv=False, label_scoring="batched", share_encoding=False)
+        if name == "naive":
+            return cls(frame_cache=0, audio_padded=True, prefix_kv=False, label_scoring="per_label",
+                       share_encoding=False, label_priority=False)
+        raise ValueError(f"unknown pipeline preset {name!r}; choose one of {cls.PRESETS}")
+
+
 def jsonify(obj):
     """Dataclass ``asdict`` output made JSON-friendly (tuples -> lists, recursively)."""
     if isinstance(obj, dict):

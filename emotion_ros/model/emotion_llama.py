@@ -6,7 +6,9 @@ Frozen: audio encoder, vision encoder, LLM base weights. Trainable: fusion, adap
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
@@ -14,11 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from emotion_ros.model.config import ModelConfig
+from emotion_ros.model.config import InferenceOptions, ModelConfig
 from emotion_ros.model.adapter import ModalAdapter
 from emotion_ros.model.audio_encoder import AudioEncoder
 from emotion_ros.model.fusion import ConvAttentionFusion
-from emotion_ros.model.llm import EmotionLLM
+from emotion_ros.model.llm import EmotionLLM, Prompt
 from emotion_ros.model.prompt import (DEFAULT_TEMPLATE, PromptTemplate, instruction as make_instruction,
                                       parse_answer, prompt_segments, sanitize_transcript)
 from emotion_ros.model.vision_encoder import MultiviewVisionEncoder, ViTBackbone
@@ -96,9 +98,14 @@ class EmotionLLaMA(nn.Module):
         self.adapter = ModalAdapter(fc.out_dim, vision_encoder.dim, vision_encoder.dim, audio_encoder.dim,
                                     llm.hidden_size)
         self.llm = llm
+        # (audio tokens, temporal tokens, global CLS, global patches) -> adapter outputs by stream; None =
+        # this module's fusion + adapter (another runtime: emotion_ros.inference.backends)
+        self.run_projection = None
+        self.options = InferenceOptions.preset("reference")
         for p in list(audio_encoder.parameters()) + list(vision_encoder.parameters()):
             p.requires_grad_(False)
         self.to(llm.device)
+        self.set_options(self.options)
 
     @property
     def device(self) -> torch.device:
@@ -114,19 +121,34 @@ class EmotionLLaMA(nn.Module):
         self.vision_encoder.eval()
         return self
 
+    def set_options(self, options: InferenceOptions) -> None:
+        """How each stage runs (emotion_ros.model.config.InferenceOptions: frame cache, padded Whisper,
+        prefix KV, label scoring method); the computed quantities stay the same."""
+        self.options = options
+        self.vision_encoder.set_cache(options.frame_cache)
+        self.audio_encoder.padded = options.audio_padded
+        self.llm.set_options(options)
+
     # -- 1. frozen encoders --------------------------------------------------------------------------
     @torch.no_grad()
-    def encode(self, windows: Sequence[Window]) -> EncodedBatch:
-        audios = [w.audio for w in windows]
-        frames = [w.frames for w in windows]
-        globals_ = []
+    def encode(self, windows: Sequence[Window], stage_ms: dict | None = None) -> EncodedBatch:
+        """Audio and vision encoders on a batch of windows (the middle frame is the global frame when the
+        window did not pick one). ``stage_ms`` receives the milliseconds of each encoder."""
+        t = time.perf_counter()
+        a = self.audio_encoder([w.audio for w in windows])
+        t_audio = time.perf_counter()
+        globals_, stamps = [], []
         for w in windows:
             g = w.global_frame
             if g is None and w.frames is not None and len(w.frames) > 0:
-                g = w.frames[len(w.frames) // 2]  # middle frame when the window did not pick one
+                g = w.frames[len(w.frames) // 2]
             globals_.append(g)
-        a = self.audio_encoder(audios)
-        v = self.vision_encoder(globals_, frames)
+            stamps.append((w.meta or {}).get("global_frame_stamp_ns"))
+        v = self.vision_encoder(globals_, [w.frames for w in windows], [w.frame_stamps_ns for w in windows], stamps)
+        if stage_ms is not None:
+            stage_ms["audio_enc"] = (t_audio - t) * 1e3
+            stage_ms["vision_enc"] = (time.perf_counter() - t_audio) * 1e3
+            stage_ms["frames_encoded"] = float(self.vision_encoder.last_computed)
         return EncodedBatch(a.tokens, a.mask, v.global_patches, v.global_cls, v.global_mask, v.temporal,
                             v.temporal_mask, [w.transcript for w in windows])
 
@@ -134,102 +156,99 @@ class EmotionLLaMA(nn.Module):
     def streams(self, enc: EncodedBatch) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
         """Adapter outputs per stream: name -> (embeds [B,N,H], mask [B,N]); missing = zeros + zero mask."""
         enc = enc.to(self.device)
-        fused = self.fusion(enc.audio_tokens, enc.temporal_tokens, enc.global_cls)
+        proj = (self.run_projection or self.project)(enc.audio_tokens, enc.temporal_tokens, enc.global_cls,
+                                                     enc.global_patches)
         any_audio = (enc.audio_mask.sum(-1) > 0).float()
         fusion_present = torch.clamp(any_audio + enc.global_mask + enc.temporal_mask, max=1.0)
-        T = fused.shape[1]
         masks = {
-            "fusion": fusion_present[:, None].expand(-1, T),
-            "image": enc.global_mask[:, None].expand(-1, enc.global_patches.shape[1]),
-            "video": enc.temporal_mask[:, None].expand(-1, enc.temporal_tokens.shape[1]),
+            "fusion": fusion_present[:, None].expand(-1, proj["fusion"].shape[1]),
+            "image": enc.global_mask[:, None].expand(-1, proj["image"].shape[1]),
+            "video": enc.temporal_mask[:, None].expand(-1, proj["video"].shape[1]),
             "audio": enc.audio_mask,
         }
-        proj = self.adapter(fusion=fused, image=enc.global_patches, video=enc.temporal_tokens,
-                            audio=enc.audio_tokens)
         return {k: (proj[k] * masks[k].unsqueeze(-1).to(proj[k].dtype), masks[k]) for k in proj}
 
-    def prompt_parts(self, enc: EncodedBatch, task: str | Sequence[str], labels: Sequence,
-                     instruction: str | Sequence[str | None] | None = None
-                     ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Per sample (embeds [P_i,H], mask [P_i]) of the full prompt. ``task``/``instruction`` may be one
-        value or one per sample; ``labels`` one label list or one list per sample. instruction=None uses the
-        task pool's first instruction (deterministic)."""
+    def project(self, audio_tokens, temporal_tokens, global_cls, global_patches) -> dict[str, torch.Tensor]:
+        """Conv-Attention fusion, then the modal adapter: the LLM-width tokens of each stream (unmasked)."""
+        fused = self.fusion(audio_tokens, temporal_tokens, global_cls)
+        return self.adapter(fusion=fused, image=global_patches, video=temporal_tokens, audio=audio_tokens)
+
+    def prompt(self, streams: dict, i: int, transcript: str | None, task: str, labels: Sequence[str],
+               instruction: str | None = None) -> Prompt:
+        """The prompt of sample ``i`` of ``streams`` for ``task`` as [head | body | tail] (model.llm.Prompt):
+        head = the text before the first modality stream, body = from the first to the last stream (the part
+        one window's tasks share), tail = the text after it (transcript sentence, task, instruction).
+        instruction=None uses the task pool's first instruction (deterministic)."""
+        text = sanitize_transcript(transcript, self.cfg.max_transcript_chars)
+        instr = instruction if instruction is not None else make_instruction(task, list(labels))
+        segs = prompt_segments(text, task, instr, self.template)
+        first = next(j for j, (kind, _) in enumerate(segs) if kind == "stream")
+        last = max(j for j, (kind, _) in enumerate(segs) if kind == "stream")
+        bos = [] if self.llm.bos_id is None else [self.llm.bos_id]
+        ids_of = lambda texts: [t for _, value in texts for t in self.llm.text_ids(value)]  # noqa: E731
+        head = bos + ids_of(segs[:first])
+        embs, masks = [], []
+        for kind, value in segs[first:last + 1]:
+            if kind == "stream":
+                e, m = streams[value]
+                embs.append(e[i])
+                masks.append(m[i])
+            else:
+                ids = self.llm.text_ids(value)
+                embs.append(self.llm.embed_ids(ids))
+                masks.append(torch.ones(len(ids), device=self.device))
+        return Prompt(head, torch.cat(embs), torch.cat(masks), ids_of(segs[last + 1:]))
+
+    def prompts(self, enc: EncodedBatch, task: str | Sequence[str], labels: Sequence,
+                instruction: str | Sequence[str | None] | None = None) -> list[Prompt]:
+        """One prompt per sample of ``enc``. ``task``/``instruction`` may be one value or one per sample;
+        ``labels`` one label list or one list per sample."""
         B = len(enc)
         tasks = [task] * B if isinstance(task, str) else list(task)
         label_sets = _per_sample_labels(labels, B)
         instrs = [instruction] * B if instruction is None or isinstance(instruction, str) else list(instruction)
         streams = self.streams(enc)
-        bos = [] if self.llm.bos_id is None else [self.llm.bos_id]
-        parts = []
-        for i in range(B):
-            text = sanitize_transcript(enc.transcripts[i], self.cfg.max_transcript_chars)
-            instr = instrs[i] if instrs[i] is not None else make_instruction(tasks[i], label_sets[i])
-            embs, masks = [], []
-            first_text = True
-            for kind, value in prompt_segments(text, tasks[i], instr, self.template):
-                if kind == "text":
-                    ids = (bos if first_text else []) + self.llm.text_ids(value)
-                    first_text = False
-                    embs.append(self.llm.embed_ids(ids))
-                    masks.append(torch.ones(len(ids), device=self.device))
-                else:
-                    e, m = streams[value]
-                    embs.append(e[i])
-                    masks.append(m[i])
-            parts.append((torch.cat(embs), torch.cat(masks)))
-        return parts
-
-    def embed_prompt(self, enc: EncodedBatch, task: str | Sequence[str], labels: Sequence,
-                     instruction: str | Sequence[str | None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Right-padded batch of prompts: embeds [B,P,H], attention mask [B,P] (0 on padding and on the
-        slots of missing modalities)."""
-        parts = self.prompt_parts(enc, task, labels, instruction)
-        P = max(p[0].shape[0] for p in parts)
-        emb = torch.zeros(len(parts), P, self.llm.hidden_size, device=self.device, dtype=parts[0][0].dtype)
-        mask = torch.zeros(len(parts), P, device=self.device)
-        for i, (e, m) in enumerate(parts):
-            emb[i, :e.shape[0]] = e
-            mask[i, :m.shape[0]] = m
-        return emb, mask
+        return [self.prompt(streams, i, enc.transcripts[i], tasks[i], label_sets[i], instrs[i]) for i in range(B)]
 
     # -- 3. inference --------------------------------------------------------------------------------
     @torch.no_grad()
     def predict(self, windows: Sequence[Window], labels: Sequence[str] | None = None, task: str = "emotion",
                 instruction: str | None = None) -> list[Prediction]:
-        """Label distribution per window by scoring the label set (one batched LLM pass per window)."""
+        """Label distribution per window by scoring the label set (model.llm.EmotionLLM.score_labels)."""
         labels = list(labels or self.cfg.labels)
         if len(set(labels)) != len(labels) or not labels:
             raise ValueError(f"label set must be non-empty and unique: {labels}")
-        was_training = self.training
-        self.eval()
-        try:
-            enc = self.encode(windows)
-            preds = []
-            for emb, mask in self.prompt_parts(enc, task, labels, instruction):
-                probs = self.llm.score_labels(emb, mask, labels).cpu()
-                k = int(torch.argmax(probs))
-                preds.append(Prediction(labels[k], {lab: float(p) for lab, p in zip(labels, probs)}, k))
-            return preds
-        finally:
-            self.train(was_training)
+        with self.evaluating():
+            return [self.prediction(self.llm.score_labels(p, labels)[0], labels)
+                    for p in self.prompts(self.encode(windows), task, labels, instruction)]
+
+    @staticmethod
+    def prediction(probs: torch.Tensor, labels: Sequence[str]) -> Prediction:
+        probs = probs.float().cpu()
+        k = int(torch.argmax(probs))
+        return Prediction(labels[k], {lab: float(p) for lab, p in zip(labels, probs)}, k)
 
     @torch.no_grad()
     def stream_reasoning(self, window: Window, labels: Sequence[str] | None = None, task: str = "think",
                          instruction: str | None = None, max_new_tokens: int | None = None,
                          do_sample: bool = False, seed: int | None = None,
                          repetition_penalty: float = 1.0) -> Iterator[str]:
-        """Generated reasoning as text deltas. For task "think" generation stops after </answer>;
-        ``parse_answer(''.join(deltas), labels)`` then reads the label."""
+        """Generated reasoning as text deltas (model.llm.EmotionLLM.generate). For task "think" generation
+        stops after </answer>; ``parse_answer(''.join(deltas), labels)`` then reads the label."""
         labels = list(labels or self.cfg.labels)
+        with self.evaluating():
+            prompt = self.prompts(self.encode([window]), task, labels, instruction)[0]
+            deltas = self.llm.generate(prompt, max_new_tokens or self.cfg.llm.max_new_tokens, do_sample=do_sample,
+                                       seed=seed, stop=stop_strings(task), repetition_penalty=repetition_penalty)
+            yield from (d for d in deltas if d)
+
+    @contextlib.contextmanager
+    def evaluating(self):
+        """eval() mode inside the block, the previous mode restored after it."""
         was_training = self.training
         self.eval()
         try:
-            enc = self.encode([window])
-            emb, mask = self.prompt_parts(enc, task, labels, instruction)[0]
-            stop = ("</answer>",) if task == "think" else ()
-            yield from self.llm.stream(emb, mask, max_new_tokens or self.cfg.llm.max_new_tokens,
-                                       do_sample=do_sample, seed=seed, stop=stop,
-                                       repetition_penalty=repetition_penalty)
+            yield
         finally:
             self.train(was_training)
 
@@ -239,9 +258,14 @@ class EmotionLLaMA(nn.Module):
              reduction: str = "mean") -> torch.Tensor:
         """Teacher-forced LM loss on the target tokens only (targets: label for "emotion",
         free text for "reason", format_think_target(...) for "think"); ``reduction`` as in EmotionLLM.loss."""
-        return self.llm.loss(self.prompt_parts(enc, task, labels, instructions), targets, reduction)
+        return self.llm.loss(self.prompts(enc, task, labels, instructions), targets, reduction)
 
     parse_answer = staticmethod(parse_answer)
+
+
+def stop_strings(task: str) -> tuple[str, ...]:
+    """Where generation of ``task`` ends: after the answer of the think format; free reasoning has none."""
+    return ("</answer>",) if task == "think" else ()
 
 
 def _per_sample_labels(labels, B):

@@ -1,35 +1,52 @@
-"""LLM wrapper: any Hugging Face causal LM + its tokenizer, LoRA through peft, label scoring, streaming.
+"""LLM stage: any Hugging Face causal LM + its tokenizer, LoRA through peft, label scoring, the decode loop.
 
-Label path (``score_labels``): the probability of each label as the answer, in ONE batched pass that
-reuses the prefix's key/value cache. The prefix (multimodal prompt) runs once with ``use_cache``; its
-cache is repeated over the L labels; the L continuations (each label's tokens + the end-of-sequence
-token, right-padded) run as one batch of L rows on top of it. Score of a label = sum of the log-probs
-of its tokens AND of the final EOS. Softmax over the L scores gives P(label | prompt, answer in set):
-the exact sequence probability renormalised over the label set. Including EOS removes the bias
-towards labels that are prefixes of other text ("sad" vs "sadness") and makes the score that of the
-complete answer; we deliberately do not length-normalise, which would break the probabilistic meaning.
-Training's emotion-task target is the same token sequence (``target_ids``), so scoring and training agree.
+A prompt reaches the LLM as a ``Prompt``: [head ids | body embeddings | tail ids]. head + body (the constant
+text before the multimodal tokens, then the window's modality streams) are what every task of one window
+shares; the tail is the task's text (transcript sentence, task id, instruction). That split is what the
+speed-ups below hang on; a flat prompt (``Prompt.from_embeds``) is all body.
 
-Reasoning path (``stream``): greedy (or seeded sampling) generation token by token with the cache; the
-whole generated sequence is decoded at every step and the new suffix is yielded, which keeps
-SentencePiece spacing and multi-byte characters right (a trailing incomplete character, decoded as
-U+FFFD, is held back until it completes). The deltas concatenate to the final decoded text.
+Label path (``score_labels``): the probability of each label of the set as the answer. Score of a label =
+sum of the log-probs of its tokens AND of the final EOS; softmax over the set gives P(label | prompt, answer
+in set): the exact sequence probability renormalised over the set. Including EOS removes the bias towards
+labels that are prefixes of other text ("sad" vs "sadness") and makes the score that of the complete answer;
+we deliberately do not length-normalise, which would break the probabilistic meaning. Training's emotion-task
+target is the same token sequence (``target_ids``), so scoring and training agree. Three ways to compute the
+same numbers (InferenceOptions.label_scoring):
+- "tree": ONE forward of [tail | every label's tokens] on the prefix cache, the label tokens packed after the
+  tail with a tree attention mask (each label token sees the prefix, the tail and its own label's earlier
+  tokens; the labels share position ids P, P+1, ...);
+- "batched": the tail on the prefix cache, then the cache repeated over the L labels and the L
+  continuations run as one batch of L rows;
+- "per_label": one full forward of prompt + label per label, no cache (the textbook way; benchmarks).
+With ``InferenceOptions.prefix_kv`` the head's key/value cache is computed once per distinct head and the
+window's prefix cache is returned for the reasoning path of the same window to reuse.
 
-Position ids are always 0..n-1 over the sequence (masked modality slots keep their positions), in
-training, scoring and generation alike.
+Reasoning path (``generate``): ONE decode loop for the node, the offline evaluation and training's
+evaluation: greedy (or seeded sampling) generation token by token with the cache; every ``next()`` is one model
+step (the prompt pass, then one token), so a caller can take a lock per step; the whole generated sequence is
+decoded at every step and the new suffix is yielded (``TextDeltas``: SentencePiece spacing and multi-byte
+characters stay right). Under ``llm_precision`` "mixed" the one-token steps run on an int8 copy of the LLM
+(emotion_ros.model.precision).
+
+Position ids are always 0..n-1 over the sequence (masked modality slots keep their positions), in training,
+scoring and generation alike.
 """
 from __future__ import annotations
 
+import copy
 import warnings
+from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from emotion_ros.model.config import InferenceOptions
+from emotion_ros.model.precision import LLMPrecision, set_llm_precision
 from emotion_ros.model.prompt import format_think_target, parse_answer  # re-exported: the answer format
 
-__all__ = ["EmotionLLM", "format_think_target", "parse_answer", "penalise_repeats"]
+__all__ = ["EmotionLLM", "Prompt", "Prefix", "format_think_target", "parse_answer", "penalise_repeats"]
 
 
 def clip_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
@@ -41,7 +58,7 @@ def clip_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
 
 class TextDeltas:
     """The text of a growing list of generated ids, as deltas: never half a UTF-8 character, and ending at
-    the first stop string (``clip_at_stop``). Shared by the reference and the optimised decode loops."""
+    the first stop string (``clip_at_stop``)."""
 
     def __init__(self, decode: Callable[[list[int]], str], stop: Sequence[str] = ()):
         self._decode, self._stop, self.emitted = decode, tuple(stop), ""
@@ -75,6 +92,41 @@ def penalise_repeats(logits: torch.Tensor, generated: Sequence[int], penalty: fl
     return logits
 
 
+@dataclass
+class Prompt:
+    """[head ids | body embeddings [N, H] with mask [N] (0 = a missing modality's slots) | tail ids]."""
+
+    head_ids: list[int]
+    body: torch.Tensor
+    body_mask: torch.Tensor
+    tail_ids: list[int]
+
+    @classmethod
+    def from_embeds(cls, embeds: torch.Tensor, mask: torch.Tensor) -> "Prompt":
+        """A flat prompt: embeddings [P, H] (or [1, P, H]) and mask [P] as the body, no head, no tail."""
+        embeds = embeds[0] if embeds.dim() == 3 else embeds
+        mask = mask[0] if mask.dim() == 2 else mask
+        return cls([], embeds, mask, [])
+
+    def __len__(self) -> int:
+        return len(self.head_ids) + self.body.shape[0] + len(self.tail_ids)
+
+
+@dataclass
+class Prefix:
+    """Key/value cache of a prompt's [head | body] (the part one window's tasks share), its attention mask
+    [1, length], and the logits after its last position (kept only for prompts without a tail). Consumers
+    extend a private copy (``fork``): the prefix itself stays reusable."""
+
+    cache: object
+    length: int
+    mask: torch.Tensor
+    last_logits: torch.Tensor | None = None
+
+    def fork(self):
+        return copy.deepcopy(self.cache)
+
+
 class EmotionLLM(nn.Module):
     def __init__(self, model: nn.Module, tokenizer, lora_r: int = 0, lora_alpha: int = 16,
                  lora_dropout: float = 0.0, lora_targets: Sequence[str] = ("q_proj", "v_proj")):
@@ -98,9 +150,23 @@ class EmotionLLM(nn.Module):
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id
         self.hidden_size = self.input_embeddings.weight.shape[1]
         # Special tokens other than EOS may never be generated (they would decode to nothing).
-        self._banned = sorted({int(i) for i in tokenizer.all_special_ids} - {self.eos_id})
+        self.banned_ids = sorted({int(i) for i in tokenizer.all_special_ids} - {self.eos_id})
+        self.options = InferenceOptions()
+        self.precision = LLMPrecision("float32", None, None)  # step_model None: the LLM itself
+        self._head_kv: dict[tuple, object] = {}
 
-    # -- helpers -----------------------------------------------------------------------------------
+    # -- options --------------------------------------------------------------------------------------
+    def set_options(self, options: InferenceOptions) -> None:
+        self.options = options
+        self._head_kv.clear()
+
+    def set_precision(self, name: str) -> LLMPrecision:
+        """float32 | bfloat16 | float16 | mixed (emotion_ros.model.precision; changes the weights in place)."""
+        self.precision = set_llm_precision(self, name)
+        self._head_kv.clear()
+        return self.precision
+
+    # -- helpers --------------------------------------------------------------------------------------
     @property
     def input_embeddings(self) -> nn.Embedding:
         return self.model.get_input_embeddings()
@@ -132,126 +198,254 @@ class EmotionLLM(nn.Module):
         ids = torch.as_tensor(ids, dtype=torch.long, device=self.device)
         return self.input_embeddings(ids)
 
-    def _forward(self, embeds, mask, positions, cache=None, logits_to_keep=0):
-        return self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
-                          past_key_values=cache, use_cache=True, logits_to_keep=logits_to_keep)
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
-    # -- label path --------------------------------------------------------------------------------
+    def flat(self, prompt: Prompt) -> tuple[torch.Tensor, torch.Tensor]:
+        """The whole prompt as embeddings [P, H] and mask [P] (training, per-label scoring)."""
+        parts = [self.embed_ids(prompt.head_ids), prompt.body.to(self.device, self.dtype),
+                 self.embed_ids(prompt.tail_ids)]
+        dev = self.device
+        mask = torch.cat([torch.ones(len(prompt.head_ids), device=dev), prompt.body_mask.to(dev),
+                          torch.ones(len(prompt.tail_ids), device=dev)])
+        return torch.cat(parts), mask
+
+    # -- model passes ---------------------------------------------------------------------------------
+    def _causal_lm(self):
+        """The HF causal LM under any peft wrapper."""
+        m = self.model
+        return m.get_base_model() if hasattr(m, "get_base_model") else m
+
+    def _body(self):
+        """The decoder stack without the LM head (cache-only passes need no logits: the head is the largest
+        matmul of a small LLM and would be computed for nothing)."""
+        return getattr(self._causal_lm(), "model", None)
+
+    def _logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """LM head on hidden rows [n, H] -> float32 logits [n, V]. Called on a contiguous 2-D tensor: the
+        bfloat16 CPU matmul is ~30x slower on the strided [1, k, H] view the HF head would slice."""
+        m = self._causal_lm()
+        logits = F.linear(hidden.contiguous(), m.get_output_embeddings().weight)
+        cap = getattr(getattr(m, "config", None), "final_logit_softcapping", None)
+        if cap:
+            logits = torch.tanh(logits / cap) * cap
+        return logits.float()
+
+    def _pass(self, embeds, mask, positions, cache=None, keep: int = 0):
+        """One multi-token pass (embeds [1|B, n, H]); returns (logits of the last ``keep`` positions of the
+        first row [keep, V] or None, the extended cache)."""
+        embeds = embeds.to(self.dtype)
+        body = self._body()
+        if body is None:  # a causal LM without a separate decoder stack
+            out = self.model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, cache=cache,
+                             use_cache=True, logits_to_keep=max(keep, 1))
+            return (out.logits[0, -keep:].float() if keep else None), out.cache
+        out = body(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True)
+        logits = self._logits(out.last_hidden_state[0, -keep:]) if keep else None
+        return logits, out.cache
+
+    def _positions(self, start: int, n: int) -> torch.Tensor:
+        return torch.arange(start, start + n, device=self.device).unsqueeze(0)
+
+    def _head_cache(self, head_ids: list[int]):
+        """KV cache of a constant prompt head, computed once (a copy is handed out per use)."""
+        key = tuple(head_ids)
+        if key not in self._head_kv:
+            mask = torch.ones(1, len(head_ids), dtype=torch.long, device=self.device)
+            _, self._head_kv[key] = self._pass(self.embed_ids(head_ids).unsqueeze(0), mask,
+                                               self._positions(0, len(head_ids)))
+        return copy.deepcopy(self._head_kv[key])
+
     @torch.no_grad()
-    def score_labels(self, prefix_embeds: torch.Tensor, prefix_mask: torch.Tensor,
-                     labels: Sequence[str]) -> torch.Tensor:
-        """prefix_embeds [P,H] (or [1,P,H]), prefix_mask [P] -> probabilities [L] over ``labels``."""
+    def prefill(self, prompt: Prompt) -> Prefix:
+        """The prefix cache of [head | body] (with prefix_kv the head's cache is reused across windows)."""
+        dev = self.device
+        nh = len(prompt.head_ids)
+        mask = torch.cat([torch.ones(nh, device=dev), prompt.body_mask.to(dev)]).long().unsqueeze(0)
+        keep = 0 if prompt.tail_ids else 1
+        if self.options.prefix_kv and nh:
+            logits, cache = self._pass(prompt.body.unsqueeze(0), mask, self._positions(nh, prompt.body.shape[0]),
+                                       cache=self._head_cache(prompt.head_ids), keep=keep)
+        else:
+            emb = torch.cat([self.embed_ids(prompt.head_ids), prompt.body.to(dev, self.dtype)]).unsqueeze(0)
+            logits, cache = self._pass(emb, mask, self._positions(0, mask.shape[1]), keep=keep)
+        return Prefix(cache, mask.shape[1], mask, None if logits is None else logits[-1])
+
+    def _tail(self, prefix: Prefix, tail_ids: list[int]):
+        """(logits after the last prompt token [V], cache of the whole prompt, its mask [1, P])."""
+        if not tail_ids:
+            return prefix.last_logits.clone(), prefix.fork(), prefix.mask
+        mask = torch.cat([prefix.mask, torch.ones(1, len(tail_ids), dtype=torch.long, device=self.device)], 1)
+        logits, cache = self._pass(self.embed_ids(tail_ids).unsqueeze(0), mask,
+                                   self._positions(prefix.length, len(tail_ids)), cache=prefix.fork(), keep=1)
+        return logits[-1], cache, mask
+
+    # -- label path -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def score_labels(self, prompt: Prompt, labels: Sequence[str], prefix: Prefix | None = None
+                     ) -> tuple[torch.Tensor, Prefix | None]:
+        """Probabilities [L] over ``labels`` (module docstring), and the prompt's prefix (None for
+        per_label scoring, which keeps no cache) for the reasoning path of the same window to reuse."""
         if len(labels) == 0:
             raise ValueError("empty label set")
-        emb = prefix_embeds if prefix_embeds.dim() == 3 else prefix_embeds.unsqueeze(0)
-        pmask = (prefix_mask if prefix_mask.dim() == 2 else prefix_mask.unsqueeze(0)).to(self.device).long()
-        emb = emb.to(self.device, self.dtype)
-        P = emb.shape[1]
-        out = self._forward(emb, pmask, torch.arange(P, device=self.device).unsqueeze(0), logits_to_keep=1)
-        first_logp = F.log_softmax(out.logits[0, -1].float(), dim=-1)  # predicts every label's 1st token
-
         seqs = [self.target_ids(lab) for lab in labels]
-        L, T = len(seqs), max(len(s) for s in seqs)
-        ids = torch.full((L, T), self.pad_id, dtype=torch.long, device=self.device)
-        tmask = torch.zeros(L, T, dtype=torch.long, device=self.device)
-        for i, s in enumerate(seqs):
-            ids[i, :len(s)] = torch.tensor(s, device=self.device)
-            tmask[i, :len(s)] = 1
-        score = first_logp[ids[:, 0]]
-        if T > 1:
-            cache = out.past_key_values
-            cache.batch_repeat_interleave(L)
-            inp = ids[:, :-1]
-            mask = torch.cat([pmask.expand(L, -1), tmask[:, :-1]], dim=1)
-            pos = (P + torch.arange(T - 1, device=self.device)).unsqueeze(0).expand(L, -1)
-            out2 = self._forward(self.embed_ids(inp), mask, pos, cache=cache)
-            logp = F.log_softmax(out2.logits.float(), dim=-1)  # [L, T-1, V]
-            tok = logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)  # [L, T-1]
-            score = score + (tok * tmask[:, 1:]).sum(-1)
-        return torch.softmax(score, dim=0)
+        method = self.options.label_scoring
+        if method == "per_label":
+            return torch.softmax(self._score_per_label(prompt, seqs), 0), None
+        prefix = prefix or self.prefill(prompt)
+        n_label_inputs = sum(len(s) - 1 for s in seqs)
+        limit = self._sliding_limit()
+        fits = limit is None or len(prompt) + n_label_inputs < limit
+        if method == "tree" and prompt.tail_ids and fits:
+            return torch.softmax(self._score_tree(prefix, prompt.tail_ids, seqs), 0), prefix
+        return torch.softmax(self._score_batched(prefix, prompt.tail_ids, seqs), 0), prefix
 
-    # -- reasoning path ----------------------------------------------------------------------------
+    def _sliding_limit(self) -> int | None:
+        """Tokens a sliding-window attention layer sees (Gemma 3: 512): the tree's packed label tokens must
+        stay inside it, else the batched method is used."""
+        cfg = getattr(self._causal_lm(), "config", None)
+        cfg = getattr(cfg, "text_config", cfg)
+        types = getattr(cfg, "layer_types", None) or []
+        if getattr(cfg, "sliding_window", None) and any("sliding" in t for t in types):
+            return int(cfg.sliding_window)
+        return None
+
+    def _score_tree(self, prefix: Prefix, tail_ids: list[int], seqs: list[list[int]]) -> torch.Tensor:
+        dev, dtype = self.device, self.dtype
+        B, nt = prefix.length, len(tail_ids)
+        P = B + nt
+        inputs = [s[:-1] for s in seqs]
+        N = sum(len(x) for x in inputs)
+        q = nt + N
+        allowed = torch.zeros((1, 1, q, B + q), dtype=torch.bool, device=dev)
+        allowed[0, 0, :, :B] = prefix.mask[0].bool()
+        allowed[0, 0, :nt, B:B + nt] = torch.ones(nt, nt, dtype=torch.bool, device=dev).tril()
+        allowed[0, 0, nt:, B:B + nt] = True
+        ids, pos, start = list(tail_ids), list(range(B, P)), nt
+        for x in inputs:
+            for a in range(len(x)):
+                allowed[0, 0, start + a, B + start:B + start + a + 1] = True
+                ids.append(x[a])
+                pos.append(P + a)
+            start += len(x)
+        mask = torch.full((1, 1, q, B + q), torch.finfo(dtype).min, dtype=dtype, device=dev).masked_fill_(allowed, 0.0)
+        logits, _ = self._pass(self.embed_ids(ids).unsqueeze(0), mask, torch.tensor([pos], device=dev),
+                               cache=prefix.fork(), keep=N + 1)
+        logp = F.log_softmax(logits, dim=-1)  # [N+1, V]: last tail token, then the label tokens
+        score = torch.stack([logp[0, s[0]] for s in seqs])
+        extra = torch.zeros(len(seqs), device=dev)
+        start = 1
+        for j, s in enumerate(seqs):
+            for a in range(len(s) - 1):
+                extra[j] += logp[start + a, s[a + 1]]
+            start += len(s) - 1
+        return score + extra
+
+    def _score_batched(self, prefix: Prefix, tail_ids: list[int], seqs: list[list[int]]) -> torch.Tensor:
+        dev = self.device
+        logits, cache, pmask = self._tail(prefix, tail_ids)
+        first = F.log_softmax(logits, dim=-1)
+        score = torch.stack([first[s[0]] for s in seqs])
+        L, T = len(seqs), max(len(s) for s in seqs)
+        if T == 1:
+            return score
+        ids = torch.full((L, T), self.pad_id, dtype=torch.long, device=dev)
+        tm = torch.zeros(L, T, dtype=torch.long, device=dev)
+        for i, s in enumerate(seqs):
+            ids[i, :len(s)] = torch.tensor(s, device=dev)
+            tm[i, :len(s)] = 1
+        cache.batch_repeat_interleave(L)
+        P = pmask.shape[1]
+        mask = torch.cat([pmask.expand(L, -1), tm[:, :-1]], dim=1)
+        pos = (P + torch.arange(T - 1, device=dev)).unsqueeze(0).expand(L, -1)
+        out = self.model(inputs_embeds=self.embed_ids(ids[:, :-1]), attention_mask=mask, position_ids=pos,
+                         cache=cache, use_cache=True)
+        logp = F.log_softmax(out.logits.float(), dim=-1)
+        tok = logp.gather(-1, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+        return score + (tok * tm[:, 1:]).sum(-1)
+
+    def _score_per_label(self, prompt: Prompt, seqs: list[list[int]]) -> torch.Tensor:
+        dev = self.device
+        emb, pmask = self.flat(prompt)
+        scores = []
+        for s in seqs:
+            full = torch.cat([emb, self.embed_ids(s[:-1]).to(emb.dtype)]).unsqueeze(0)
+            mask = torch.cat([pmask, torch.ones(len(s) - 1, device=dev)]).long().unsqueeze(0)
+            out = self.model(inputs_embeds=full.to(self.dtype), attention_mask=mask,
+                             position_ids=self._positions(0, full.shape[1]), use_cache=False, logits_to_keep=len(s))
+            logp = F.log_softmax(out.logits[0].float(), dim=-1)  # positions P-1 .. P+len(s)-2
+            scores.append(sum(logp[a, s[a]] for a in range(len(s))))
+        return torch.stack(scores)
+
+    # -- reasoning path -------------------------------------------------------------------------------
     @torch.no_grad()
-    def stream(self, prefix_embeds: torch.Tensor, prefix_mask: torch.Tensor, max_new_tokens: int = 64,
-               do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, seed: int | None = None,
-               min_new_tokens: int = 1, stop: Sequence[str] = (), repetition_penalty: float = 1.0) -> Iterator[str]:
-        """Yield decoded text deltas token by token (greedy unless ``do_sample``; ``seed`` makes sampling
-        reproducible; ``repetition_penalty`` > 1 discourages tokens already generated, see
-        ``penalise_repeats``). Stops at EOS, after ``max_new_tokens``, or once the text contains a ``stop``
-        string (the text ends with it)."""
-        emb = prefix_embeds if prefix_embeds.dim() == 3 else prefix_embeds.unsqueeze(0)
-        mask = (prefix_mask if prefix_mask.dim() == 2 else prefix_mask.unsqueeze(0)).to(self.device).long()
-        emb = emb.to(self.device, self.dtype)
-        P = emb.shape[1]
+    def generate(self, prompt: Prompt, max_new_tokens: int = 64, prefix: Prefix | None = None,
+                 do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, seed: int | None = None,
+                 min_new_tokens: int = 1, stop: Sequence[str] = (), repetition_penalty: float = 1.0
+                 ) -> Iterator[str]:
+        """Text deltas token by token; each ``next()`` is one model step (the prompt pass yields ''). Greedy
+        unless ``do_sample`` (``seed`` makes sampling reproducible); ``repetition_penalty`` > 1 discourages
+        tokens already generated. Stops at EOS, after ``max_new_tokens``, or once the text contains a
+        ``stop`` string (the text then ends with it). ``prefix``: the window's prefix from ``score_labels``."""
+        dev = self.device
         gen = None
         if do_sample:
             gen = torch.Generator(device="cpu")
             gen.manual_seed(0 if seed is None else int(seed))
-        out = self._forward(emb, mask, torch.arange(P, device=self.device).unsqueeze(0), logits_to_keep=1)
-        cache = out.past_key_values
-        logits = out.logits[0, -1].float()
+        logits, cache, mask = self._tail(prefix or self.prefill(prompt), prompt.tail_ids)
+        P = mask.shape[1]
+        yield ""
         ids: list[int] = []
-        text = TextDeltas(self._decode, stop)
+        text = TextDeltas(self.decode, stop)
         for step in range(max_new_tokens):
-            if self._banned:
-                logits[self._banned] = float("-inf")
+            if self.banned_ids:
+                logits[self.banned_ids] = float("-inf")
             if step < min_new_tokens:
                 logits[self.eos_id] = float("-inf")
             penalise_repeats(logits, ids, repetition_penalty)
-            nxt = self._pick(logits, do_sample, temperature, top_p, gen)
+            nxt = _pick(logits, do_sample, temperature, top_p, gen)
             if nxt == self.eos_id:
                 break
             ids.append(nxt)
             delta, stopped = text.push(ids)
-            if delta:
+            if stopped or step == max_new_tokens - 1:
                 yield delta
-            if stopped:
                 break
-            if step == max_new_tokens - 1:
-                break
-            mask = torch.cat([mask, torch.ones(1, 1, dtype=mask.dtype, device=self.device)], dim=1)
-            pos = torch.tensor([[P + step]], device=self.device)
-            out = self._forward(self.embed_ids([[nxt]]), mask, pos, cache=cache)
-            cache = out.past_key_values
-            logits = out.logits[0, -1].float()
+            mask = torch.cat([mask, torch.ones(1, 1, dtype=mask.dtype, device=dev)], dim=1)
+            logits, cache = self._step(nxt, mask, P + step, cache)
+            yield delta
         rest = text.flush(ids)
         if rest:
             yield rest
 
-    def _decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+    def _step(self, token: int, mask, position: int, cache):
+        """One decode step (on the int8 copy under llm_precision mixed): (logits [V], cache)."""
+        step_model = self.precision.step_model or self.model
+        emb = self.embed_ids([[token]]).to(self.precision.step_dtype or self.dtype)
+        out = step_model(inputs_embeds=emb, attention_mask=mask, position_ids=torch.tensor([[position]], device=self.device),
+                         cache=cache, use_cache=True, logits_to_keep=1)
+        return out.logits[0, -1].float(), out.cache
 
-    @staticmethod
-    def _pick(logits, do_sample, temperature, top_p, gen) -> int:
-        if not do_sample:
-            return int(torch.argmax(logits))
-        probs = torch.softmax(logits / max(temperature, 1e-5), dim=-1)
-        if top_p < 1.0:
-            sp, si = torch.sort(probs, descending=True)
-            keep = torch.cumsum(sp, 0) - sp < top_p
-            probs = torch.zeros_like(probs).scatter(0, si[keep], sp[keep])
-        return int(torch.multinomial(probs.cpu(), 1, generator=gen))
-
-    # -- training ----------------------------------------------------------------------------------
-    def loss(self, prefixes: Sequence[tuple[torch.Tensor, torch.Tensor]], targets: Sequence[str],
-             reduction: str = "mean") -> torch.Tensor:
+    # -- training -------------------------------------------------------------------------------------
+    def loss(self, prompts: Sequence[Prompt], targets: Sequence[str], reduction: str = "mean") -> torch.Tensor:
         """Teacher-forced LM loss on the target tokens only.
 
         ``reduction``: "mean" = mean over all target tokens of the batch (the usual LM loss; long targets
         weigh more), "sum" = their sum, "per_sample" = a [B] tensor of each sample's mean token loss (so a
         trainer can weigh a 2-token label answer like a 100-token reasoning answer).
-        prefixes: per sample (embeds [P_i,H], mask [P_i]); targets: answer texts (EOS is appended).
-        Rows are LEFT-padded so every target ends at the last position: logits (vocabulary-sized) are then
-        computed only for the last max-target-length positions, not for the whole prompt. Position ids
-        still start at 0 at each row's first real token, as in scoring and generation.
+        targets: answer texts (EOS is appended). Rows are LEFT-padded so every target ends at the last
+        position: logits (vocabulary-sized) are then computed only for the last max-target-length positions,
+        not for the whole prompt. Position ids still start at 0 at each row's first real token, as in scoring
+        and generation.
         """
-        if len(prefixes) != len(targets):
-            raise ValueError("one target per prefix")
+        if len(prompts) != len(targets):
+            raise ValueError("one target per prompt")
         rows = []
-        for (pe, pm), tgt in zip(prefixes, targets):
+        for prompt, tgt in zip(prompts, targets):
+            pe, pm = self.flat(prompt)
             tid = self.target_ids(tgt)
-            emb = torch.cat([pe.to(self.device, self.dtype), self.embed_ids(tid)], 0)
-            mask = torch.cat([pm.to(self.device).long(), torch.ones(len(tid), dtype=torch.long, device=self.device)])
+            emb = torch.cat([pe, self.embed_ids(tid)], 0)
+            mask = torch.cat([pm.long(), torch.ones(len(tid), dtype=torch.long, device=self.device)])
             rows.append((emb, mask, tid))
         B, N, H = len(rows), max(r[0].shape[0] for r in rows), self.hidden_size
         T = max(len(r[2]) for r in rows)
@@ -275,8 +469,20 @@ class EmotionLLM(nn.Module):
         tok = F.cross_entropy(logits.transpose(1, 2), lab, ignore_index=-100, reduction="none")  # [B, T]
         return tok.sum(1) / (lab != -100).sum(1)
 
-    # -- deployment --------------------------------------------------------------------------------
+    # -- deployment -----------------------------------------------------------------------------------
     def merge_lora(self) -> None:
         """Fold LoRA into the base weights (peft merge_and_unload) for deployment; no-op without LoRA."""
         if self.has_lora:
             self.model = self.model.merge_and_unload()
+            self._head_kv.clear()
+
+
+def _pick(logits, do_sample, temperature, top_p, gen) -> int:
+    if not do_sample:
+        return int(torch.argmax(logits))
+    probs = torch.softmax(logits / max(temperature, 1e-5), dim=-1)
+    if top_p < 1.0:
+        sp, si = torch.sort(probs, descending=True)
+        keep = torch.cumsum(sp, 0) - sp < top_p
+        probs = torch.zeros_like(probs).scatter(0, si[keep], sp[keep])
+    return int(torch.multinomial(probs.cpu(), 1, generator=gen))

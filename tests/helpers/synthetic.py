@@ -2,9 +2,8 @@
 
 Frames: a drifting coloured gradient with a moving bright disc ("face") at ``fps``, so consecutive frames
 differ; audio: a voiced-speech-like signal (harmonics of a gliding pitch, syllable-rate amplitude
-envelope, a little noise). Windows are cut exactly like emotion_ros.ingest.windowing does for fixed windows:
-``num_frames`` instants S + (i + 1/2)(E - S)/num_frames take the nearest frame (its stamp goes into
-frame_stamps_ns) and the global frame is the frame nearest the midpoint.
+envelope, a little noise). Windows are cut by the real emotion_ros.ingest.windowing.Windower, fed the way
+the node feeds it.
 """
 from __future__ import annotations
 
@@ -41,24 +40,29 @@ def synthetic_sequence(seconds: float = 12.0, fps: float = 15.0, height: int = 4
     return frames, stamps, audio
 
 
-def overlapping_windows(frames, stamps, audio, window_s: float = 2.0, hop_s: float = 0.5, num_frames: int = 16,
-                        sample_rate: int = 16_000, transcripts: list[str | None] | None = None) -> list[Window]:
-    """All complete windows [S, S + window_s) every hop_s over the sequence."""
-    total_ns = int(len(audio) / sample_rate * NS)
-    win, hop = int(window_s * NS), int(hop_s * NS)
+def windows_from_windower(frames, stamps, audio, window_s: float = 2.0, hop_s: float = 0.5,
+                          sample_rate: int = 16_000, chunk_s: float = 0.1,
+                          transcripts: list[str | None] | None = None, t0_ns: int = 1_000 * NS) -> list[Window]:
+    """The sequence pushed into the REAL Windower as a live node receives it (frames with their stamps,
+    audio in ``chunk_s`` chunks, in time order) and every window it cuts (flushed at the end). Transcript k
+    (cycled) is pushed at the start of the k-th hop, so windows carry different texts."""
+    from emotion_ros.ingest.windowing import Windower, WindowingConfig
+
+    win = Windower(WindowingConfig(window_s=window_s, hop_s=hop_s))
+    chunk = int(chunk_s * sample_rate)
+    events = [(t0_ns + int(s), 0, i) for i, s in enumerate(stamps)]
+    events += [(t0_ns + int(j * NS // sample_rate), 1, j) for j in range(0, len(audio), chunk)]
+    hop_ns = int(hop_s * NS)
+    if transcripts:
+        n_hops = int(len(audio) / sample_rate / hop_s)
+        events += [(t0_ns + k * hop_ns, 2, k) for k in range(n_hops) if transcripts[k % len(transcripts)]]
     out = []
-    k = 0
-    for start in range(0, total_ns - win + 1, hop):
-        end = start + win
-        inside = np.nonzero((stamps >= start) & (stamps < end))[0]
-        instants = start + ((2 * np.arange(num_frames, dtype=np.int64) + 1) * win) // (2 * num_frames)
-        ts = stamps[inside]
-        pick = inside[np.abs(ts[None, :] - instants[:, None]).argmin(1)]
-        g = inside[np.abs(ts - (start + win // 2)).argmin()]
-        a0 = int(round(start / NS * sample_rate))
-        text = transcripts[k % len(transcripts)] if transcripts else None
-        out.append(Window(start_ns=start, end_ns=end, frames=frames[pick], frame_stamps_ns=stamps[pick].copy(),
-                          global_frame=frames[g].copy(), audio=audio[a0:a0 + int(window_s * sample_rate)].copy(),
-                          transcript=text, index=k))
-        k += 1
-    return out
+    for stamp, kind, i in sorted(events):
+        if kind == 0:
+            win.push_frame(stamp, frames[i])
+        elif kind == 1:
+            win.push_audio(stamp, audio[i:i + chunk])
+        else:
+            win.push_transcript(stamp, transcripts[i % len(transcripts)])
+        out += win.poll()
+    return out + win.flush()

@@ -31,19 +31,18 @@ PRECISIONS = ("float32", "bfloat16", "float16", "mixed")
 @dataclass
 class LLMPrecision:
     name: str
-    step_model: nn.Module  # runs the one-token decode steps: the LLM itself, or its int8 copy (mixed)
-    step_dtype: torch.dtype  # dtype of the embeddings fed to step_model
+    step_model: nn.Module | None  # runs the one-token decode steps: None = the LLM itself; its int8 copy (mixed)
+    step_dtype: torch.dtype | None  # dtype of the embeddings fed to step_model (None = the LLM's)
 
 
 def set_llm_precision(llm, precision: str) -> LLMPrecision:
-    """Put ``llm`` (model.llm.EmotionLLM) in ``precision``, in place; returns what runs the decode steps."""
+    """Put ``llm`` (model.llm.EmotionLLM) in ``precision``, in place; returns what runs the decode steps.
+    Called through ``EmotionLLM.set_precision``."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown LLM precision {precision!r}; choose one of {PRECISIONS}")
-    if precision == "float32":
-        return LLMPrecision("float32", llm.model, llm.dtype)
-    if precision in ("bfloat16", "float16"):
+    if precision in ("float32", "bfloat16", "float16"):
         llm.model.to(getattr(torch, precision))
-        return LLMPrecision(precision, llm.model, llm.dtype)
+        return LLMPrecision(precision, None, None)
     if llm.device.type != "cpu":
         raise ValueError(f"llm_precision mixed uses PyTorch's CPU int8 kernels; the LLM is on {llm.device}: "
                          "use float16 or bfloat16 there")
