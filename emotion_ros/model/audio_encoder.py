@@ -5,7 +5,9 @@ costs 15x the compute, so this wrapper runs the same modules itself on the real 
 real audio (rounded up to an even number of frames so the stride-2 conv stem lands on whole positions),
 conv1/conv2 + GELU, the positional embeddings sliced to the real number of positions, the layers, the
 final layer norm. ``padded=True`` computes the classic 30 s padded path (then keeps the real positions)
-for comparison; tests/test_model_audio.py measures the agreement.
+for comparison; tests/test_model_audio.py measures the agreement. ``pool_padding=True`` (with padded) keeps
+all 1500 states of the padded input instead, encoded silence included: the official Emotion-LLaMAv2
+features are made that way (my_utils/extract_features.py), so its checkpoint expects them.
 
 The variable-length states are then normalised to ``num_tokens`` (64) as the paper says: "1D adaptive
 average pooling and zero-padding" — longer sequences are average-pooled to 64, shorter ones are kept and
@@ -38,9 +40,12 @@ class AudioEncoder(nn.Module):
     """Frozen Whisper encoder + pooling to ``num_tokens`` tokens. Input: float32 mono 16 kHz arrays."""
 
     def __init__(self, whisper_encoder: nn.Module, num_tokens: int = 64, sample_rate: int = 16_000,
-                 max_seconds: float = CHUNK_SECONDS, padded: bool = False):
+                 max_seconds: float = CHUNK_SECONDS, padded: bool = False, pool_padding: bool = False):
         super().__init__()
+        if pool_padding and not padded:
+            raise ValueError("pool_padding=True needs padded=True (it pools the 30 s padded encoder output)")
         self.padded = padded  # default mode of forward()
+        self.pool_padding = pool_padding
         self.encoder = whisper_encoder
         self.num_tokens = num_tokens
         self.sample_rate = sample_rate
@@ -94,14 +99,14 @@ class AudioEncoder(nn.Module):
         return enc.layer_norm(x)
 
     def states(self, audio: np.ndarray, padded: bool = False) -> torch.Tensor:
-        """Encoder states of one clip's real positions: [n_real, D]."""
+        """Encoder states of one clip's real positions: [n_real, D] (padded with pool_padding: all 1500)."""
         mel = self.log_mel(audio, padded=False)
         n_real = mel.shape[-1] // 2
         device = self.encoder.conv1.weight.device
         if padded:
             mel_p = self.log_mel(audio, padded=True).unsqueeze(0).to(device)
             out = self.encoder(input_features=mel_p).last_hidden_state[0]
-            return out[:n_real]
+            return out if self.pool_padding else out[:n_real]
         return self.encode_mel(mel.unsqueeze(0).to(device))[0]
 
     # -- pooling -----------------------------------------------------------------------------------
