@@ -123,8 +123,10 @@ def test_imported_model_runs_end_to_end(imported):
     from emotion_ros.model.emotion_llama import build_model, window_from_arrays
 
     files, _, out = imported
-    cfg = ModelConfig.from_dict(json.loads((out / "config.json").read_text())["model_config"])
-    cfg.trainable_path = str(out)
+    from emotion_ros.model.checkpoint import recorded_config
+
+    cfg = recorded_config(out)  # the imported folder records the paper profile + the local model paths
+    assert cfg.trainable_path == str(out) and cfg.llm.path == str(files.llama.resolve())
     model = build_model(cfg)
     st = files.state
     torch.testing.assert_close(model.adapter.image.weight, st["llama_proj.weight"])

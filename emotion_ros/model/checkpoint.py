@@ -165,6 +165,21 @@ def read_config(directory) -> dict:
     return meta
 
 
+def recorded_config(directory):
+    """The ModelConfig a checkpoint folder records (with ``trainable_path`` = the folder). For an imported
+    official checkpoint it carries the paper profile with the local LLaMA / EVA / Whisper paths, so
+    ``build_model(recorded_config(folder))`` runs it without repeating them."""
+    from emotion_ros.model.config import ModelConfig
+
+    meta = read_config(directory)
+    try:
+        cfg = ModelConfig.from_dict(meta["model_config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(Path(directory) / CONFIG_FILE, f"model_config unreadable ({e})") from None
+    cfg.trainable_path = str(directory)
+    return cfg
+
+
 def _verify_file(directory: Path, name: str, info: dict) -> Path:
     path = directory / name
     if not path.is_file():

@@ -2,7 +2,7 @@
 ooochen-30/Emotion-LLaMA-v2: ``torch.save({"model", "optimizer", "config", "scaler", "epoch"})``), at full
 size on the meta device or scaled down with real values, plus the matching small local model folders
 (LLaMA, Whisper, LAVIS-format EVA) that ``import-official`` needs. Built from the official SHAPES only
-(docs/notes: /work/notes/official_model_facts.md); no official code.
+(docs/official_model.md); no official code.
 
 ``make_official_files(tmp_path)`` -> OfficialFiles(checkpoint, llama, whisper, eva, state, eva_state); a
 node-level test can import them with emotion_ros.model.official.import_official and run the result.
