@@ -80,7 +80,7 @@ def test_overwrite_is_atomic_swap(trained, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["ck"]
     other = build_model(get_profile("tiny"))
     load_trainable(other, d)
-    assert torch.equal(other.fusion.out.weight, fresh.fusion.out.weight)
+    assert torch.equal(other.fusion.fc_final.weight, fresh.fusion.fc_final.weight)
 
 
 def test_interrupted_save_leaves_no_checkpoint(tmp_path, monkeypatch):
@@ -130,11 +130,11 @@ def test_damaged_files_give_clear_errors(trained, tmp_path, damage, file, words)
     else:
         path.write_text("{not json")
     target = build_model(get_profile("tiny"))
-    before = target.fusion.out.weight.clone()
+    before = target.fusion.fc_final.weight.clone()
     with pytest.raises(CheckpointError) as e:
         load_trainable(target, c)
     assert file in str(e.value) and words in str(e.value)
-    assert torch.equal(target.fusion.out.weight, before)  # nothing was half-loaded
+    assert torch.equal(target.fusion.fc_final.weight, before)  # nothing was half-loaded
 
 
 def _rewrite_modal(c, mutate):
@@ -153,8 +153,8 @@ def _rewrite_modal(c, mutate):
 def test_wrong_shape_and_names(trained, tmp_path):
     m, d = trained
     c = _copy(d, tmp_path)
-    _rewrite_modal(c, lambda t: t.__setitem__("fusion.out.weight", torch.zeros(3, 3)))
-    with pytest.raises(CheckpointError, match=r"modal\.safetensors: wrong shape for fusion\.out\.weight"):
+    _rewrite_modal(c, lambda t: t.__setitem__("fusion.fc_final.weight", torch.zeros(3, 3)))
+    with pytest.raises(CheckpointError, match=r"modal\.safetensors: wrong shape for fusion\.fc_final\.weight"):
         load_trainable(build_model(get_profile("tiny")), c)
     c2 = tmp_path / "c2"
     import shutil
@@ -162,6 +162,22 @@ def test_wrong_shape_and_names(trained, tmp_path):
     _rewrite_modal(c2, lambda t: t.pop("adapter.audio.bias"))
     with pytest.raises(CheckpointError, match="missing.*adapter.audio.bias"):
         load_trainable(build_model(get_profile("tiny")), c2)
+
+
+def test_old_fusion_layout_is_named(trained, tmp_path):
+    """Adapters trained before the fusion followed the official ConvProAttention get one sentence, not a
+    list of 30 unmatched tensor names."""
+    _, d = trained
+    c = _copy(d, tmp_path)
+
+    def to_old_names(t):
+        for k in [k for k in t if k.startswith("fusion.")]:
+            t[k.replace("fusion.fc_final.", "fusion.out.").replace("fusion.feats_prep.0.", "fusion.mlp_audio.")] = t.pop(k)
+
+    _rewrite_modal(c, to_old_names)
+    with pytest.raises(CheckpointError, match=r"modal\.safetensors: was written with the old Conv-Attention "
+                                              r"layout .* retrain"):
+        load_trainable(build_model(get_profile("tiny")), c)
 
 
 def test_mismatched_model(trained):

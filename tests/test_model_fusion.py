@@ -49,19 +49,19 @@ def test_each_branch_is_nontrivial_and_changes_output(fusion_and_inputs):
     assert rel(no_attn, full) > 1e-2, "ablating the attention branch must change the output"
     assert rel(no_conv, full) > 1e-2, "ablating the conv branch must change the output"
     # the branches are summed before the output projection
-    torch.testing.assert_close(full, f.out(attn + conv))
-    torch.testing.assert_close(no_attn, f.out(conv))
-    torch.testing.assert_close(no_conv, f.out(attn))
+    torch.testing.assert_close(full, f.fc_final(attn + conv))
+    torch.testing.assert_close(no_attn, f.fc_final(conv))
+    torch.testing.assert_close(no_conv, f.fc_final(attn))
 
 
 def test_attention_branch_formula(fusion_and_inputs):
     f, (a, v, g) = fusion_and_inputs
     with torch.no_grad():
-        ma, mg, mv = f.mlp_audio(a), f.mlp_global(g), f.mlp_temporal(v)
+        ma, mg, mv = f.feats_prep[0](a), f.feats_prep[1](g), f.feats_prep[2](v)
         f_d, f_s = f.streams(a, v, g)
         assert f_d.shape == (2, 64, 384) and f_s.shape == (2, 64, 128, 3)
         torch.testing.assert_close(f_s[..., 1], mg[:, None].expand(-1, 64, -1))  # CLS broadcast to 64
-        w = f.attn_mlp(f_d)
+        w = f.fc_att(f.attention_mlp(f_d))
         expected = w[..., 0:1] * ma + w[..., 1:2] * mg[:, None] + w[..., 2:3] * mv
         torch.testing.assert_close(f.attention_branch(f_d, f_s), expected)
 
@@ -71,12 +71,13 @@ def test_conv_branch_is_residual(fusion_and_inputs):
     g = copy.deepcopy(f)
     with torch.no_grad():
         f_d, _ = g.streams(*x)
-        for blk in g.blocks:  # with zero conv weights and bias, SiLU(0)=0: blocks are identities
-            blk.conv.weight.zero_()
-            blk.conv.bias.zero_()
-        torch.testing.assert_close(g.conv_branch(f_d), g.conv_in(f_d.transpose(1, 2)).transpose(1, 2))
-    assert len(f.blocks) == 4 and f.blocks[0].conv.kernel_size == (3,)
-    assert f.conv_in.kernel_size == (1,) and f.conv_in.in_channels == 384 and f.conv_in.out_channels == 128
+        for blk in g.conv_module.conv_blocks:  # with zero conv weights and bias, SiLU(0)=0: identities
+            blk.conv_block[0].weight.zero_()
+            blk.conv_block[0].bias.zero_()
+        torch.testing.assert_close(g.conv_branch(f_d), g.conv_entry(f_d.transpose(1, 2)).transpose(1, 2))
+    blocks = f.conv_module.conv_blocks
+    assert len(blocks) == 4 and blocks[0].conv_block[0].kernel_size == (3,)
+    assert f.conv_entry.kernel_size == (1,) and f.conv_entry.in_channels == 384 and f.conv_entry.out_channels == 128
 
 
 def test_global_context_reaches_every_token(fusion_and_inputs):
@@ -91,8 +92,8 @@ def test_both_branches_get_gradients(fusion_and_inputs):
     f, x = fusion_and_inputs
     g = copy.deepcopy(f).train()
     g(*x).pow(2).mean().backward()
-    assert g.attn_mlp[0].weight.grad.abs().sum() > 0
-    assert g.blocks[-1].conv.weight.grad.abs().sum() > 0
+    assert g.attention_mlp[0].weight.grad.abs().sum() > 0 and g.fc_att.weight.grad.abs().sum() > 0
+    assert g.conv_module.conv_blocks[-1].conv_block[0].weight.grad.abs().sum() > 0
 
 
 def test_model_level_ablation_changes_prediction():

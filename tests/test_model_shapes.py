@@ -108,7 +108,7 @@ def test_config_roundtrip_and_profiles():
     assert paper.audio.d_model == 1280 and paper.audio.layers == 32
     assert paper.vision.hidden_size == 1408 and paper.vision.global_size == 448 and paper.vision.temporal_size == 224
     assert (paper.llm.lora_r, paper.llm.lora_alpha, paper.llm.lora_targets) == (64, 16, ["q_proj", "v_proj"])
-    assert paper.token_layout()["image"] == (448 // 14) ** 2
+    assert paper.token_layout()["image"] == (448 // 14) ** 2 // 4  # official: 4 patch tokens per LLM token
     nano = get_profile("nano")
     assert (nano.audio.d_model, nano.audio.layers, nano.audio.heads, nano.audio.ffn) == (512, 6, 8, 2048)
     assert nano.vision.backbone == "efficientnet" and nano.token_layout()["image"] == 49

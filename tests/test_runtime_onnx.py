@@ -49,14 +49,14 @@ def _close(a, b, atol=ATOL):
 
 def test_export_is_recorded_and_detects_stale_weights(model, onnx_dir):
     assert onnx_up_to_date(model, onnx_dir)
-    saved = model.fusion.out.bias.detach().clone()
+    saved = model.fusion.fc_final.bias.detach().clone()
     with torch.no_grad():
-        model.fusion.out.bias.add_(1.0)
+        model.fusion.fc_final.bias.add_(1.0)
     try:
         assert not onnx_up_to_date(model, onnx_dir)
     finally:
         with torch.no_grad():
-            model.fusion.out.bias.copy_(saved)
+            model.fusion.fc_final.bias.copy_(saved)
     assert onnx_up_to_date(model, onnx_dir)
 
 

@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     from emotion_ros.app.benchmark_command import add_benchmark_command
 
     add_benchmark_command(sub)
+    from emotion_ros.app.official_command import add_import_official_command
+
+    add_import_official_command(sub)
     try:
         from emotion_ros.app.bag_commands import add_replay_commands
     except ImportError:  # replay tools not installed in this checkout

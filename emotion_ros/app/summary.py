@@ -42,6 +42,12 @@ def _skeleton(cfg):
             vision = CLIPVisionModel(CLIPVisionConfig(hidden_size=v.hidden_size, num_hidden_layers=v.layers,
                                                       num_attention_heads=v.heads, intermediate_size=v.intermediate_size,
                                                       patch_size=v.patch_size, image_size=v.image_size))
+        elif v.backbone == "eva":
+            from emotion_ros.backbones.eva import EvaViTG
+
+            vision = EvaViTG(hidden_size=v.hidden_size, layers=v.layers, heads=v.heads,
+                             intermediate_size=v.intermediate_size, patch_size=v.patch_size, image_size=v.image_size,
+                             global_size=v.global_size, global_layers=v.global_layers)
         else:
             vision = None
         head_dim = c.head_dim or c.hidden_size // c.heads
@@ -58,8 +64,9 @@ def _skeleton(cfg):
                                                num_attention_heads=c.heads, num_key_value_heads=c.kv_heads,
                                                head_dim=head_dim, tie_word_embeddings=False))
         fusion = ConvAttentionFusion(a.d_model, v.feature_dim, f.mlp_hidden, f.width, f.num_blocks, f.kernel_size,
-                                     f.out_dim, f.num_tokens)
-        adapter = ModalAdapter(f.out_dim, v.feature_dim, v.feature_dim, a.d_model, c.hidden_size)
+                                     f.out_dim, f.num_tokens, dropout=f.dropout)
+        adapter = ModalAdapter(f.out_dim, v.feature_dim, v.feature_dim, a.d_model, c.hidden_size,
+                               image_group=v.global_token_group)
     if vision is None:
         try:
             from emotion_ros.backbones.efficientnet import EfficientNetBackbone, _build_network
@@ -71,10 +78,10 @@ def _skeleton(cfg):
 
 
 def _text_tokens(cfg) -> str:
-    from emotion_ros.model.prompt import instruction, prompt_segments, sanitize_transcript
+    from emotion_ros.model.prompt import TEMPLATES, instruction, prompt_segments, sanitize_transcript
 
     example = sanitize_transcript("I can't believe you did that!")
-    segs = prompt_segments(example, "emotion", instruction("emotion", cfg.labels))
+    segs = prompt_segments(example, "emotion", instruction("emotion", cfg.labels), TEMPLATES[cfg.template])
     text = "".join(v for k, v in segs if k == "text")
     if cfg.llm.kind == "tiny":
         from emotion_ros.model.tokenizer import build_tiny_tokenizer
@@ -113,7 +120,9 @@ def model_summary(cfg) -> str:
     out += ["", "LLM input token layout (prompt order):",
             f"  fusion tokens        {lay['fusion']}",
             f"  image (global) tokens {lay['image']}  (all patch tokens of the middle frame at "
-            f"{cfg.vision.global_size}px, no CLS)",
+            f"{cfg.vision.global_size}px, no CLS"
+            + (f", {cfg.vision.global_token_group} consecutive patches per token)" if cfg.vision.global_token_group > 1
+               else ")"),
             f"  video (temporal)     {lay['video']}  ({cfg.vision.num_frames} frames x "
             f"{cfg.vision.temporal_grid}x{cfg.vision.temporal_grid} pooled, {cfg.vision.temporal_size}px)",
             f"  audio tokens         {lay['audio']}  (Whisper states pooled / zero-padded)",

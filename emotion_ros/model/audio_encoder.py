@@ -6,8 +6,11 @@ real audio (rounded up to an even number of frames so the stride-2 conv stem lan
 conv1/conv2 + GELU, the positional embeddings sliced to the real number of positions, the layers, the
 final layer norm. ``padded=True`` (InferenceOptions.audio_padded) computes the classic 30 s padded input
 (then keeps the real positions): what Whisper was trained on, ~15x the compute for a 2 s window;
-tests/test_model_audio.py measures the agreement. ``run_states`` replaces the PyTorch encoder by another
-runtime (onnxruntime, TensorRT: emotion_ros.inference.backends); mel and pooling stay here.
+tests/test_model_audio.py measures the agreement. ``pool_padding=True`` (with padded; a property of the
+model, not a speed option) keeps all 1500 states of the padded input instead, encoded silence included: the
+official Emotion-LLaMAv2 features are made that way (my_utils/extract_features.py), so its checkpoint expects
+them. ``run_states`` replaces the PyTorch encoder by another runtime (onnxruntime, TensorRT:
+emotion_ros.inference.backends); mel and pooling stay here.
 
 The variable-length states are then normalised to ``num_tokens`` (64) as the paper says: "1D adaptive
 average pooling and zero-padding" — longer sequences are average-pooled to 64, shorter ones are kept and
@@ -40,9 +43,12 @@ class AudioEncoder(nn.Module):
     """Frozen Whisper encoder + pooling to ``num_tokens`` tokens. Input: float32 mono 16 kHz arrays."""
 
     def __init__(self, whisper_encoder: nn.Module, num_tokens: int = 64, sample_rate: int = 16_000,
-                 max_seconds: float = CHUNK_SECONDS, padded: bool = False):
+                 max_seconds: float = CHUNK_SECONDS, padded: bool = False, pool_padding: bool = False):
         super().__init__()
+        if pool_padding and not padded:
+            raise ValueError("pool_padding=True needs padded=True (it pools the 30 s padded encoder output)")
         self.padded = padded  # default mode of forward()
+        self.pool_padding = pool_padding
         self.encoder = whisper_encoder
         self.run_states = None  # mel [B, n_mels, T] -> states [B, T/2, D]; None = encode_mel (docstring)
         self.num_tokens = num_tokens
@@ -102,11 +108,12 @@ class AudioEncoder(nn.Module):
         return self.run_states(mel) if self.run_states is not None else self.encode_mel(mel)
 
     def states(self, audio: np.ndarray, padded: bool = False) -> torch.Tensor:
-        """Encoder states of one clip's real positions: [n_real, D]."""
+        """Encoder states of one clip's real positions: [n_real, D] (padded with pool_padding: all 1500)."""
         mel = self.log_mel(audio, padded=False)
         n_real = mel.shape[-1] // 2
         if padded:
-            return self._encode(self.log_mel(audio, padded=True).unsqueeze(0))[0, :n_real]
+            out = self._encode(self.log_mel(audio, padded=True).unsqueeze(0))[0]
+            return out if self.pool_padding else out[:n_real]
         return self._encode(mel.unsqueeze(0))[0]
 
     # -- pooling -----------------------------------------------------------------------------------

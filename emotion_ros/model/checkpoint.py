@@ -38,6 +38,11 @@ LORA_CONFIG = "adapter_config.json"
 CONFIG_FILE = "config.json"
 
 
+# Submodules of the Conv-Attention before it followed the official ConvProAttention (issue 15): a checkpoint
+# holding them cannot be mapped (the attention MLP had no 128-wide layer and no fc_att), only retrained.
+LEGACY_FUSION_MODULES = ("mlp_audio", "mlp_global", "mlp_temporal", "attn_mlp", "conv_in", "blocks", "out")
+
+
 class CheckpointError(ValueError):
     """A checkpoint file is missing, truncated, corrupt or does not fit the model."""
 
@@ -81,14 +86,27 @@ def _fsync_dir(path: Path) -> None:
 
 def save_trainable(model, directory, metadata: dict | None = None) -> Path:
     """Write the trainable parts of ``model`` (EmotionLLaMA) to ``directory`` atomically."""
+    save_lora = None
+    if model.llm.has_lora:
+        def save_lora(tmp: Path) -> None:
+            model.llm.model.save_pretrained(str(tmp), safe_serialization=True)
+    lora_shapes = {k: list(v.shape) for k, v in lora_state(model).items()}
+    return write_checkpoint(directory, modal_state(model), model.cfg.to_dict(), save_lora, lora_shapes, metadata)
+
+
+def write_checkpoint(directory, modal: dict[str, torch.Tensor], model_config: dict, save_lora=None,
+                     lora_shapes: dict | None = None, metadata: dict | None = None) -> Path:
+    """Write a checkpoint folder atomically from plain parts (see the module docstring): ``modal`` tensors,
+    the ModelConfig dict they belong to, and ``save_lora(tmp_dir)`` writing adapter_config.json +
+    adapter_model.safetensors in peft's format (None: no LoRA). Used by save_trainable and by the
+    official-checkpoint importer (emotion_ros.model.official), which has no model object to save."""
     directory = Path(directory).resolve()
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
     try:
-        modal = modal_state(model)
         save_file(modal, str(tmp / MODAL_FILE), metadata={"format": FORMAT})
-        if model.llm.has_lora:
-            model.llm.model.save_pretrained(str(tmp), safe_serialization=True)
+        if save_lora is not None:
+            save_lora(tmp)
             (tmp / "README.md").unlink(missing_ok=True)  # peft's empty model card (names a local cache path)
         tmp.chmod(0o755)  # mkdtemp makes 0700; a shipped checkpoint must be readable by other users
         files = {}
@@ -103,11 +121,11 @@ def save_trainable(model, directory, metadata: dict | None = None) -> Path:
             "format": FORMAT,
             "emotion_ros_version": __version__,
             "created_unix": time.time(),
-            "model_config": model.cfg.to_dict(),
+            "model_config": model_config,
             "files": files,
             "tensors": {
                 MODAL_FILE: {k: list(v.shape) for k, v in modal.items()},
-                LORA_FILE: {k: list(v.shape) for k, v in lora_state(model).items()},
+                LORA_FILE: {k: list(v) for k, v in (lora_shapes or {}).items()},
             },
             "metadata": metadata or {},
         }
@@ -145,6 +163,21 @@ def read_config(directory) -> dict:
         raise CheckpointError(path, f"unknown format {meta.get('format') if isinstance(meta, dict) else None!r}, "
                                     f"expected {FORMAT!r}")
     return meta
+
+
+def recorded_config(directory):
+    """The ModelConfig a checkpoint folder records (with ``trainable_path`` = the folder). For an imported
+    official checkpoint it carries the paper profile with the local LLaMA / EVA / Whisper paths, so
+    ``build_model(recorded_config(folder))`` runs it without repeating them."""
+    from emotion_ros.model.config import ModelConfig
+
+    meta = read_config(directory)
+    try:
+        cfg = ModelConfig.from_dict(meta["model_config"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(Path(directory) / CONFIG_FILE, f"model_config unreadable ({e})") from None
+    cfg.trainable_path = str(directory)
+    return cfg
 
 
 def _verify_file(directory: Path, name: str, info: dict) -> Path:
@@ -201,6 +234,12 @@ def load_trainable(model, directory, strict_config: bool = False) -> dict:
     for prefix, module in model.trainable_modules().items():
         for k, v in module.state_dict().items():
             expected_modal[f"{prefix}.{k}"] = v
+    legacy = sorted(k for k in modal if k.split(".")[:2][-1] in LEGACY_FUSION_MODULES and k.startswith("fusion."))
+    if legacy and not any(k in expected_modal for k in legacy):
+        raise CheckpointError(modal_path, "was written with the old Conv-Attention layout (fusion.mlp_audio/"
+                                          "mlp_global/mlp_temporal/attn_mlp/conv_in/blocks/out, before the fusion "
+                                          "followed the official ConvProAttention): retrain these adapters with "
+                                          "`python -m emotion_ros_training.train` for this version")
     _check(modal_path, modal, expected_modal)
 
     lora = None

@@ -22,6 +22,9 @@ MER6 = ["neutral", "happy", "sad", "angry", "worried", "surprise"]
 # OpenAI CLIP normalisation (EVA-CLIP uses the same statistics).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+# ImageNet normalisation: what the official temporal-view feature extractor (timm, torchvision) uses.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass
@@ -46,6 +49,10 @@ class AudioEncoderConfig:
     # False: run on the real length (fast). True: classic 30 s padding (what Whisper was trained on;
     # ~15x the compute for a 2 s window). Training caches and inference must use the same setting.
     padded: bool = False
+    # With padded=True: False pools only the real positions; True pools all 1500 states of the padded
+    # 30 s input, encoded silence included -- what the official feature extractor does (a 3 s clip then
+    # fills ~6 of the 64 tokens with speech), so the released checkpoint expects it.
+    pool_padding: bool = False
 
 
 @dataclass
@@ -53,8 +60,13 @@ class VisionEncoderConfig:
     """Image backbone shared by the global and the temporal view.
 
     backbone: "vit" (transformers CLIPVisionModel; random from these dims, or a local HF folder at
-    ``path``) or "efficientnet" (emotion_ros.backbones.efficientnet, nano profile).
+    ``path``), "eva" (EVA-ViT-G, emotion_ros.backbones.eva: random from these dims, or source "lavis" =
+    the LAVIS ``eva_vit_g.pth`` at ``path``) or "efficientnet" (emotion_ros.backbones.efficientnet, nano).
     ``image_size`` is the ViT's native size; other sizes interpolate its position embeddings.
+    The official model treats the two views differently; the fields below say how (None = same as the
+    global view): ``global_layers`` blocks for the global view (the temporal view runs all ``layers``),
+    the temporal view's normalisation, the global view's resize filter, and ``global_token_group`` k
+    (k consecutive global patch tokens concatenated into one LLM token by the modal adapter).
     """
 
     backbone: str = "vit"
@@ -76,6 +88,11 @@ class VisionEncoderConfig:
     feature_dim: int = 32  # channels of the grid / pooled vector (= hidden_size for a ViT)
     image_mean: tuple = CLIP_MEAN
     image_std: tuple = CLIP_STD
+    global_layers: int | None = None
+    temporal_mean: tuple | None = None
+    temporal_std: tuple | None = None
+    global_resize: str = "bilinear"  # "bilinear" | "bicubic" (antialiased either way)
+    global_token_group: int = 1
 
 
 @dataclass
@@ -90,6 +107,7 @@ class FusionConfig:
     num_tokens: int = 64
     use_attention: bool = True
     use_conv: bool = True
+    dropout: float = 0.1  # after every ReLU of the MLPs (official value; only active in training)
 
 
 @dataclass
@@ -117,6 +135,7 @@ class LLMConfig:
     lora_dropout: float = 0.05
     lora_targets: list = field(default_factory=lambda: ["q_proj", "v_proj"])
     max_new_tokens: int = 64
+    pad_token: str | None = None  # set on the tokenizer of an "hf" LLM (the official model pads with "$$")
 
 
 @dataclass
@@ -131,6 +150,9 @@ class ModelConfig:
     trainable_path: str | None = None
     max_transcript_chars: int = 500
     seed: int = 0
+    # Prompt template by name (emotion_ros.model.prompt.TEMPLATES): "default", or the official strings
+    # "official-stage1" / "official-stage2" that the released checkpoints were trained with.
+    template: str = "default"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe dict (tuples become lists)."""
@@ -153,13 +175,13 @@ class ModelConfig:
     def token_layout(self) -> dict[str, int]:
         """Number of LLM input tokens per modality stream (text excluded)."""
         v = self.vision
-        if v.backbone == "vit":
+        if v.backbone in ("vit", "eva"):
             n_global = (v.global_size // v.patch_size) ** 2
         else:  # EfficientNet: stride 32
             n_global = (v.global_size // 32) ** 2
         return {
             "fusion": self.fusion.num_tokens,
-            "image": n_global,
+            "image": n_global // v.global_token_group,
             "video": v.num_frames * v.temporal_grid ** 2,
             "audio": self.audio.num_tokens,
         }
@@ -232,7 +254,8 @@ def _build(cls, values: dict):
         raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}")
     values = dict(values)
     for f in dataclasses.fields(cls):
-        if f.name in values and f.name in ("image_mean", "image_std") and values[f.name] is not None:
+        if f.name in values and f.name in ("image_mean", "image_std", "temporal_mean", "temporal_std") \
+                and values[f.name] is not None:
             values[f.name] = tuple(values[f.name])
     return cls(**values)
 
@@ -264,19 +287,32 @@ def _nano() -> ModelConfig:
 
 
 def _paper() -> ModelConfig:
+    """The official Emotion-LLaMAv2 (github ooochen-30/Emotion-LLaMA-v2), module for module; the facts are in
+    the comments (source files of that repository in brackets). Its checkpoints import with
+    ``python -m emotion_ros import-official`` (emotion_ros.model.official)."""
     return ModelConfig(
         name="paper",
-        # Whisper-large-v3 encoder: 1280-d, 32 layers, 20 heads, FFN 5120, 128 mel bins.
-        audio=AudioEncoderConfig(source="hf", d_model=1280, layers=32, heads=20, ffn=5120, n_mels=128),
-        # EVA-ViT-G as in MiniGPT-v2: 1408-d, 40 layers, 16 heads, MLP 6144, patch 14, native 224,
-        # global view at 448 (position embeddings interpolated), temporal view at 224.
-        vision=VisionEncoderConfig(backbone="vit", source="hf", hidden_size=1408, layers=40, heads=16,
+        # Whisper-large-v3 encoder: 1280-d, 32 layers, 20 heads, FFN 5120, 128 mel bins; the official
+        # features: 30 s padded input, all 1500 states average-pooled to 64 [my_utils/extract_features.py].
+        audio=AudioEncoderConfig(source="hf", d_model=1280, layers=32, heads=20, ffn=5120, n_mels=128,
+                                 padded=True, pool_padding=True),
+        # EVA-ViT-G from the LAVIS eva_vit_g.pth: 1408-d, 16 heads, MLP 6144, patch 14, native 224.
+        # Global view [models/emotion_llama_v2.py, eva_vit.py]: 448 px (bicubic resize, CLIP statistics,
+        # 16x16 -> 32x32 bicubic position embeddings), 39 blocks, then ln_vision; 1024 patch tokens viewed as
+        # 256 tokens of 4 x 1408. Temporal view [extract_features.py]: timm eva_giant_patch14_224 = all 40
+        # blocks + its final LayerNorm, 224 px, ImageNet statistics, 2x2 pooled per frame.
+        vision=VisionEncoderConfig(backbone="eva", source="lavis", hidden_size=1408, layers=40, heads=16,
                                    intermediate_size=6144, patch_size=14, image_size=224,
-                                   global_size=448, temporal_size=224, feature_dim=1408),
-        # LLaMA-2-7B-chat
+                                   global_size=448, temporal_size=224, feature_dim=1408,
+                                   global_layers=39, global_resize="bicubic", global_token_group=4,
+                                   image_mean=CLIP_MEAN, image_std=CLIP_STD,
+                                   temporal_mean=IMAGENET_MEAN, temporal_std=IMAGENET_STD),
+        # ConvProAttention(dims=[1280, 1408, 1408], layers="512,128", dropout=0.1, output_dim=256) = defaults
+        # LLaMA-2-7B-chat, pad token "$$", stop = EOS id 2 [models/base_model.py, minigpt_base.py]
         llm=LLMConfig(kind="hf", arch="llama", hidden_size=4096, layers=32, heads=32, kv_heads=32,
                       intermediate_size=11008, vocab_size=32000, lora_r=64, lora_alpha=16,
-                      lora_dropout=0.05, lora_targets=["q_proj", "v_proj"], max_new_tokens=256),
+                      lora_dropout=0.05, lora_targets=["q_proj", "v_proj"], max_new_tokens=256, pad_token="$$"),
+        template="official-stage2",
     )
 
 
@@ -302,6 +338,6 @@ def get_profile(name: str, **overrides) -> ModelConfig:
             if not hasattr(cfg, key):
                 raise ValueError(f"unknown override {key!r}")
             setattr(cfg, key, value)
-    if cfg.vision.backbone == "vit":
+    if cfg.vision.backbone in ("vit", "eva"):
         cfg.vision.feature_dim = cfg.vision.hidden_size
     return cfg

@@ -21,7 +21,7 @@ from emotion_ros.model.adapter import ModalAdapter
 from emotion_ros.model.audio_encoder import AudioEncoder
 from emotion_ros.model.fusion import ConvAttentionFusion
 from emotion_ros.model.llm import EmotionLLM, Prompt
-from emotion_ros.model.prompt import (DEFAULT_TEMPLATE, PromptTemplate, instruction as make_instruction,
+from emotion_ros.model.prompt import (TEMPLATES, PromptTemplate, instruction as make_instruction,
                                       parse_answer, prompt_segments, sanitize_transcript)
 from emotion_ros.model.vision_encoder import MultiviewVisionEncoder, ViTBackbone
 from emotion_ros.ingest.window import Window
@@ -85,18 +85,22 @@ class Prediction:
 
 class EmotionLLaMA(nn.Module):
     def __init__(self, cfg: ModelConfig, audio_encoder: AudioEncoder, vision_encoder: MultiviewVisionEncoder,
-                 llm: EmotionLLM, template: PromptTemplate = DEFAULT_TEMPLATE):
+                 llm: EmotionLLM, template: PromptTemplate | None = None):
         super().__init__()
         self.cfg = cfg
+        if template is None:
+            if cfg.template not in TEMPLATES:
+                raise ValueError(f"unknown prompt template {cfg.template!r}; choose one of {sorted(TEMPLATES)}")
+            template = TEMPLATES[cfg.template]
         self.template = template
         self.audio_encoder = audio_encoder
         self.vision_encoder = vision_encoder
         fc = cfg.fusion
         self.fusion = ConvAttentionFusion(audio_encoder.dim, vision_encoder.dim, fc.mlp_hidden, fc.width,
                                           fc.num_blocks, fc.kernel_size, fc.out_dim, fc.num_tokens,
-                                          fc.use_attention, fc.use_conv)
+                                          fc.use_attention, fc.use_conv, fc.dropout)
         self.adapter = ModalAdapter(fc.out_dim, vision_encoder.dim, vision_encoder.dim, audio_encoder.dim,
-                                    llm.hidden_size)
+                                    llm.hidden_size, image_group=cfg.vision.global_token_group)
         self.llm = llm
         # (audio tokens, temporal tokens, global CLS, global patches) -> adapter outputs by stream; None =
         # this module's fusion + adapter (another runtime: emotion_ros.inference.backends)
@@ -126,7 +130,8 @@ class EmotionLLaMA(nn.Module):
         prefix KV, label scoring method); the computed quantities stay the same."""
         self.options = options
         self.vision_encoder.set_cache(options.frame_cache)
-        self.audio_encoder.padded = options.audio_padded
+        # pool_padding (the official model's audio features) needs the padded input whatever the option says
+        self.audio_encoder.padded = options.audio_padded or self.audio_encoder.pool_padding
         self.llm.set_options(options)
 
     # -- 1. frozen encoders --------------------------------------------------------------------------
@@ -162,7 +167,7 @@ class EmotionLLaMA(nn.Module):
         fusion_present = torch.clamp(any_audio + enc.global_mask + enc.temporal_mask, max=1.0)
         masks = {
             "fusion": fusion_present[:, None].expand(-1, proj["fusion"].shape[1]),
-            "image": enc.global_mask[:, None].expand(-1, proj["image"].shape[1]),
+            "image": enc.global_mask[:, None].expand(-1, proj["image"].shape[1]),  # after token grouping
             "video": enc.temporal_mask[:, None].expand(-1, proj["video"].shape[1]),
             "audio": enc.audio_mask,
         }
@@ -292,7 +297,10 @@ def check_paths(cfg: ModelConfig) -> None:
                       "whisper-large-v3; override with audio__path=")
     if cfg.vision.backbone == "vit" and cfg.vision.source == "hf":
         _require_path(missing, "vision.path", cfg.vision.path, "local CLIPVisionModel-format folder of the "
-                      "ViT (EVA-ViT-G converted); override with vision__path=")
+                      "ViT; override with vision__path=")
+    if cfg.vision.backbone == "eva" and cfg.vision.source == "lavis":
+        _require_path(missing, "vision.path", cfg.vision.path, "the LAVIS eva_vit_g.pth of BLIP-2 / MiniGPT-4; "
+                      "override with vision__path=")
     if cfg.llm.kind == "hf":
         _require_path(missing, "llm.path", cfg.llm.path, "local Hugging Face causal-LM folder, e.g. "
                       "Llama-2-7b-chat-hf; override with llm__path=")
@@ -336,6 +344,17 @@ def _build_vision(cfg: ModelConfig) -> nn.Module:
                                                  num_attention_heads=v.heads, intermediate_size=v.intermediate_size,
                                                  patch_size=v.patch_size, image_size=v.image_size))
         return ViTBackbone(m, v.image_mean, v.image_std)
+    if v.backbone == "eva":
+        from emotion_ros.backbones.eva import EvaViTG, load_eva_vit_g
+
+        shape = dict(hidden_size=v.hidden_size, layers=v.layers, heads=v.heads, intermediate_size=v.intermediate_size,
+                     patch_size=v.patch_size, image_size=v.image_size, global_size=v.global_size,
+                     global_layers=v.global_layers, image_mean=v.image_mean, image_std=v.image_std)
+        if v.source == "lavis":
+            return load_eva_vit_g(v.path, **shape)
+        if v.source == "random":
+            return EvaViTG(**shape)
+        raise ValueError(f"unknown eva source {v.source!r} (random | lavis)")
     if v.backbone == "efficientnet":
         from emotion_ros.backbones.efficientnet import load_efficientnet
 
@@ -365,7 +384,10 @@ def _build_llm(cfg: ModelConfig):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         model = AutoModelForCausalLM.from_pretrained(c.path, local_files_only=True, dtype=torch.float32)
-        return model, AutoTokenizer.from_pretrained(c.path, local_files_only=True)
+        tok = AutoTokenizer.from_pretrained(c.path, local_files_only=True)
+        if c.pad_token is not None:
+            tok.pad_token = c.pad_token
+        return model, tok
     raise ValueError(f"unknown llm kind {c.kind!r}")
 
 
@@ -384,9 +406,11 @@ def build_model(cfg: ModelConfig, device: str | torch.device = "cpu") -> Emotion
         llm = EmotionLLM(base.to(device), tok, cfg.llm.lora_r, cfg.llm.lora_alpha, cfg.llm.lora_dropout,
                          cfg.llm.lora_targets)
         audio = AudioEncoder(whisper.to(device), cfg.audio.num_tokens, cfg.audio.sample_rate, cfg.audio.max_seconds,
-                             cfg.audio.padded)
-        vision = MultiviewVisionEncoder(backbone.to(device), cfg.vision.global_size, cfg.vision.temporal_size,
-                                        cfg.vision.num_frames, cfg.vision.temporal_grid)
+                             cfg.audio.padded, cfg.audio.pool_padding)
+        v = cfg.vision
+        vision = MultiviewVisionEncoder(backbone.to(device), v.global_size, v.temporal_size, v.num_frames,
+                                        v.temporal_grid, temporal_mean=v.temporal_mean, temporal_std=v.temporal_std,
+                                        global_resize=v.global_resize)
         torch.manual_seed(cfg.seed + 2)
         model = EmotionLLaMA(cfg, audio, vision, llm)
     if cfg.trainable_path:

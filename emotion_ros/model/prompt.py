@@ -174,6 +174,18 @@ class PromptTemplate:
 
 DEFAULT_TEMPLATE = PromptTemplate()
 
+# The strings the released Emotion-LLaMAv2 checkpoints were trained with (github ooochen-30/Emotion-LLaMA-v2,
+# minigpt4/datasets/datasets/mer_datasets.py (stage 1) and mer_datasets_ft.py (stage 2), wrapped by the
+# train configs' chat template "[INST] {} [/INST]"): "in video" (no "the"), the doubled spaces before the
+# task and before [/INST], and stage 2 without the period after the subtitle, exactly as there. The LLM
+# (LLaMA-2-7b-chat) then gets one BOS; its pad token is "$$" and generation stops at EOS (id 2).
+OFFICIAL_STAGE1_TEMPLATE = PromptTemplate(says=" The person in video says: {text}. ",
+                                          task=" [{task}] {instruction}  [/INST]")
+OFFICIAL_STAGE2_TEMPLATE = PromptTemplate(says=" The person in video says: {text} ",
+                                          task=" [{task}] {instruction}  [/INST]")
+TEMPLATES = {"default": DEFAULT_TEMPLATE, "official-stage1": OFFICIAL_STAGE1_TEMPLATE,
+             "official-stage2": OFFICIAL_STAGE2_TEMPLATE}
+
 
 def prompt_segments(transcript: str | None, task: str, instruction_text: str,
                     template: PromptTemplate = DEFAULT_TEMPLATE) -> list[tuple[str, str]]:

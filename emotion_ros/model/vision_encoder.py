@@ -5,8 +5,12 @@
 - temporal view: the 16 uniformly sampled frames at ``temporal_size`` through the same backbone, each
   patch grid adaptively average-pooled to 2x2 -> 16*4 = 64 tokens [B, 64, C].
 
-Frames arrive as uint8 RGB (H, W, 3); resizing (bilinear, antialiased) and normalisation with the
-backbone's mean/std happen here so every backbone sees the same preprocessing.
+Frames arrive as uint8 RGB (H, W, 3); resizing (antialiased; bilinear unless ``global_resize`` says
+"bicubic" for the global view) and normalisation with the backbone's mean/std (the temporal view may use its
+own, ``temporal_mean``/``temporal_std``: the official temporal features use ImageNet statistics, the global
+view CLIP's) happen here so every backbone sees the same preprocessing. The view of an input is told by its
+size (global_size vs temporal_size), here, in the frame cache and in the per-size ONNX exports; a backbone
+whose recipe differs per view (``view_by_size = True``, EVA-ViT-G) therefore needs the two sizes distinct.
 
 Frame cache (InferenceOptions.frame_cache): with window 2 s / hop 0.5 s, 12 of a window's 16 sampled frames
 are the same camera frames as in the previous window, and re-encoding them wastes ~3/4 of the vision time.
@@ -143,10 +147,19 @@ class FrameCache:
 
 class MultiviewVisionEncoder(nn.Module):
     def __init__(self, backbone: nn.Module, global_size: int, temporal_size: int, num_frames: int = 16,
-                 temporal_grid: int = 2, frame_batch: int = 32, frame_cache: int = 0):
+                 temporal_grid: int = 2, frame_batch: int = 32, temporal_mean: tuple | None = None,
+                 temporal_std: tuple | None = None, global_resize: str = "bilinear", frame_cache: int = 0):
         super().__init__()
         if not isinstance(backbone, VisionBackbone):
             raise TypeError("backbone must provide feature_dim, image_mean, image_std and forward()")
+        per_view = (temporal_mean is not None or temporal_std is not None or global_resize != "bilinear"
+                    or getattr(backbone, "view_by_size", False))
+        if per_view and global_size == temporal_size:
+            raise ValueError(f"the global and temporal views differ in preprocessing or backbone recipe, so their "
+                             f"sizes must differ (both are {global_size})")
+        if global_resize not in ("bilinear", "bicubic"):
+            raise ValueError(f"global_resize must be 'bilinear' or 'bicubic', not {global_resize!r}")
+        self.global_resize = global_resize
         self.backbone = backbone
         self.global_size = global_size
         self.temporal_size = temporal_size
@@ -158,10 +171,19 @@ class MultiviewVisionEncoder(nn.Module):
                              persistent=False)
         self.register_buffer("std", torch.tensor(backbone.image_std, dtype=torch.float32).view(1, 3, 1, 1),
                              persistent=False)
-        with torch.no_grad():  # probe the grid size once (cheap: one image per view size)
-            dev = self.mean.device
-            g, _ = backbone(torch.zeros(1, 3, global_size, global_size, device=dev))
-        self.global_hw = (g.shape[-2], g.shape[-1])
+        t_mean = backbone.image_mean if temporal_mean is None else temporal_mean
+        t_std = backbone.image_std if temporal_std is None else temporal_std
+        self.register_buffer("temporal_mean", torch.tensor(t_mean, dtype=torch.float32).view(1, 3, 1, 1),
+                             persistent=False)
+        self.register_buffer("temporal_std", torch.tensor(t_std, dtype=torch.float32).view(1, 3, 1, 1),
+                             persistent=False)
+        if getattr(backbone, "view_by_size", False):  # ViT grid: no probe (a 448 px EVA-G pass costs seconds)
+            self.global_hw = (global_size // backbone.patch_size,) * 2
+        else:
+            with torch.no_grad():  # probe the grid size once (cheap: one image per view size)
+                dev = self.mean.device
+                g, _ = backbone(torch.zeros(1, 3, global_size, global_size, device=dev))
+            self.global_hw = (g.shape[-2], g.shape[-1])
         self.cache: FrameCache | None = None
         self.set_cache(frame_cache)
         # [N,3,S,S] normalised -> (grid [N,C,h,w], pooled [N,C]); None = the PyTorch backbone (see docstring)
@@ -186,9 +208,16 @@ class MultiviewVisionEncoder(nn.Module):
         if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3 or 0 in x.shape:
             raise InputError("frames_bad_format", f"expected uint8 RGB images [N,H,W,3], got {tuple(x.shape)} {x.dtype}")
         x = x.to(self.mean.device).permute(0, 3, 1, 2).float().div_(255.0)
+        is_global = size == self.global_size
         if x.shape[-2:] != (size, size):
-            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        x = (x - self.mean) / self.std
+            mode = self.global_resize if is_global else "bilinear"
+            x = F.interpolate(x, size=(size, size), mode=mode, align_corners=False, antialias=True)
+            if mode == "bicubic":
+                x = x.clamp_(0.0, 1.0)  # bicubic overshoots; PIL's 8-bit result is clipped the same way
+        if is_global:
+            x = (x - self.mean) / self.std
+        else:
+            x = (x - self.temporal_mean) / self.temporal_std
         return x.to(self._dtype())
 
     def _dtype(self):
