@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from emotion_ros.evaluation import annotations as A
+from emotion_ros.bags import annotations as A
 from emotion_ros.bags.bag_io import BagReader
 
 

@@ -37,7 +37,7 @@ def run_demo(args) -> int:
 
     from emotion_ros.msg import AudioChunk, EmotionReasoning
 
-    from emotion_ros.evaluation import annotations
+    from emotion_ros.bags import annotations
     from emotion_ros.bags.bag_io import BagReader
     from emotion_ros.app.launcher import node_command
     from emotion_ros.bags.player import BagPlayer, PlayerConfig

@@ -3,7 +3,7 @@
 A clip becomes camera frames (sensor_msgs/Image rgb8), 100 ms audio chunks (AudioChunk S16LE 16 kHz
 mono) and its subtitle on /transcript (std_msgs/String), with publish time = media time (bag time =
 header stamps). Several clips are laid back to back in one bag, or one bag per clip;
-their labels go to `<bag>/annotations.json` (emotion_ros.evaluation.annotations format), so any dataset clip can
+their labels go to `<bag>/annotations.json` (emotion_ros.bags.annotations format), so any dataset clip can
 be replayed through the node and scored. Video/audio are decoded with PyAV.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from emotion_ros.evaluation.annotations import Annotations, Segment, from_clip_record, merge
+from emotion_ros.bags.annotations import Annotations, Segment, from_clip_record, merge
 from emotion_ros.bags.bag_io import BagWriter
 from emotion_ros.ingest.image_conversion import rgb_to_compressed
 from emotion_ros.bags.typestore import AUDIO_CHUNK, COMPRESSED_IMAGE, IMAGE, STRING, header_msg, project_typestore

@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from emotion_ros.evaluation import metrics as M
-from emotion_ros.evaluation.annotations import AnnotationError, Annotations, find_for_bag, load as load_annotations
+from emotion_ros.bags.annotations import AnnotationError, Annotations, find_for_bag, load as load_annotations
 from emotion_ros.bags.bag_io import BagError, BagReader
 from emotion_ros.bags.offline import StateRecord, read_states
 
