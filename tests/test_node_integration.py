@@ -116,7 +116,12 @@ def test_live_node_states_reasoning_and_sensor_dropouts():
 
     finals = [r for r in reasoning if r.final]
     assert finals, "no final reasoning message"
+    label_of = {s.window_index: s.label for s in states}
     for final in finals:
         deltas = "".join(r.delta for r in reasoning if r.window_index == final.window_index)
         assert deltas == final.text
-        assert final.window_index in {s.window_index for s in states}
+        assert final.window_index in label_of
+        # structured think decoding: always well-formed, the answer always in the label set
+        assert final.text.startswith("<think>") and final.text.endswith("</answer>"), final.text
+        assert final.answer_label in states[0].labels
+        assert final.answer_agrees == (final.answer_label == label_of[final.window_index])

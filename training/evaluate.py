@@ -67,7 +67,6 @@ def think_cached(model, cache, records, max_new_tokens: int = 160, modalities=("
     """Reasoning path (task "think", greedy) per record: generated text and the parsed answer."""
     from tqdm import tqdm
 
-    from emotion_ros.model.emotion_llama import stop_strings
     from emotion_ros.model.prompt import parse_answer
     from emotion_ros_training.features import keep_modalities
 
@@ -77,7 +76,7 @@ def think_cached(model, cache, records, max_new_tokens: int = 160, modalities=("
         enc = keep_modalities(cache.load(rec), modalities)
         labels = list(rec.label_space.labels)
         prompt = model.prompts(enc, "think", labels)[0]
-        text = "".join(model.llm.generate(prompt, max_new_tokens, stop=stop_strings("think")))
+        text = "".join(model.llm.generate(prompt, model.reasoning_rules("think", labels, max_new_tokens)))
         out.append({"clip_id": rec.clip_id, "text": text, "answer": parse_answer(text, labels),
                     "well_formed": "<think>" in text and "</answer>" in text})
     return out

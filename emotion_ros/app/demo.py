@@ -82,7 +82,9 @@ def run_demo(args) -> int:
 
     def on_reasoning(msg) -> None:
         if msg.final:
-            answer = f"  -> {msg.answer_label}" if msg.answer_label else ""
+            answer = ""
+            if msg.answer_label:
+                answer = f"  -> {msg.answer_label} ({'agrees with' if msg.answer_agrees else 'differs from'} the state)"
             print(f"  reason #{msg.window_index:<3d} {msg.text.strip()!r}{answer}", flush=True)
 
     node.create_subscription(EmotionReasoning, "/emotion/reasoning", on_reasoning, 100)

@@ -81,6 +81,8 @@ class EngineConfig:
     reasoning_repetition_penalty: float = param(
         1.2, "> 1 discourages repeating generated tokens (plain greedy nano text loops: 'calm, calm, ...')",
         min=1.0, max=3.0)
+    reasoning_no_repeat_ngram: int = param(4, "no n-gram of this many tokens twice in a reasoning text (0 = off)",
+                                           min=0, max=16)
     asr: Literal["auto", "always", "never"] = param(
         "auto", "transcribe windows that have no transcript: auto = where the profile has an ASR (nano)")
     asr_language: str = param("", "ASR language code (en, zh, ...); '' = detect automatically per window")
@@ -134,6 +136,8 @@ class InferenceEngine:
         self.backend = backend or TorchBackend(model)
         self.backend.install(model)
         self.precision = model.llm.set_precision(resolve_precision(config.llm_precision, model.device))
+        if config.reasoning_task == "think":
+            model.llm.tag_tokens()  # the structured decoder's table (~1 s for a 262k vocabulary): not in the first stream
         self._lock = FairLock()
         self._states: OrderedDict = OrderedDict()  # window key -> _WindowState, for its reasoning
         self._label_waiting = 0
@@ -212,16 +216,15 @@ class InferenceEngine:
     def _reasoning_steps(self, window: Window, state: "_WindowState | None") -> Iterator[str]:
         """Generator of one model step per next(): the encoding (unless the label path left it), then the
         decode loop's steps."""
-        from emotion_ros.model.emotion_llama import stop_strings
-
         model, cfg = self.model, self.config
         if state is None:
             state = _WindowState(model.streams(model.encode([window])), None)
             yield ""
         prompt = model.prompt(state.streams, 0, window.transcript, cfg.reasoning_task, self.labels)
-        yield from model.llm.generate(prompt, cfg.reasoning_max_tokens, prefix=state.prefix,
-                                      stop=stop_strings(cfg.reasoning_task),
-                                      repetition_penalty=cfg.reasoning_repetition_penalty, seed=cfg.seed)
+        rules = model.reasoning_rules(cfg.reasoning_task, self.labels, cfg.reasoning_max_tokens,
+                                      repetition_penalty=cfg.reasoning_repetition_penalty,
+                                      no_repeat_ngram=cfg.reasoning_no_repeat_ngram)
+        yield from model.llm.generate(prompt, rules, prefix=state.prefix)
 
     # -- info -----------------------------------------------------------------------------------------
     def describe(self) -> dict:

@@ -20,9 +20,9 @@ from emotion_ros.model.config import InferenceOptions, ModelConfig
 from emotion_ros.model.adapter import ModalAdapter
 from emotion_ros.model.audio_encoder import AudioEncoder
 from emotion_ros.model.fusion import ConvAttentionFusion
-from emotion_ros.model.llm import EmotionLLM, Prompt
+from emotion_ros.model.llm import DecodeRules, EmotionLLM, Prompt
 from emotion_ros.model.prompt import (TEMPLATES, PromptTemplate, instruction as make_instruction,
-                                      parse_answer, prompt_segments, sanitize_transcript)
+                                      parse_answer, prompt_segments, sanitize_transcript, template_markers)
 from emotion_ros.model.vision_encoder import MultiviewVisionEncoder, ViTBackbone
 from emotion_ros.ingest.window import Window
 
@@ -233,19 +233,29 @@ class EmotionLLaMA(nn.Module):
         k = int(torch.argmax(probs))
         return Prediction(labels[k], {lab: float(p) for lab, p in zip(labels, probs)}, k)
 
+    def reasoning_rules(self, task: str, labels: Sequence[str], max_new_tokens: int | None = None,
+                        instruction: str | None = None, repetition_penalty: float = 1.0,
+                        no_repeat_ngram: int = 4, **sampling) -> DecodeRules:
+        """How reasoning is generated for ``task``: bounded, never writing the template's markers, no n-gram
+        twice, no 8-token span of the instruction copied; task "think" structured (<think> free text, then the
+        answer chosen by scoring the label set: always parses, always in the set)."""
+        instr = instruction if instruction is not None else make_instruction(task, list(labels))
+        return DecodeRules(max_new_tokens=max_new_tokens or self.cfg.llm.max_new_tokens, min_new_tokens=4,
+                           repetition_penalty=repetition_penalty, no_repeat_ngram=no_repeat_ngram,
+                           forbidden=template_markers(self.template), no_copy_ids=tuple(self.llm.text_ids(instr)),
+                           think_labels=tuple(labels) if task == "think" else (), **sampling)
+
     @torch.no_grad()
     def stream_reasoning(self, window: Window, labels: Sequence[str] | None = None, task: str = "think",
                          instruction: str | None = None, max_new_tokens: int | None = None,
-                         do_sample: bool = False, seed: int | None = None,
-                         repetition_penalty: float = 1.0) -> Iterator[str]:
-        """Generated reasoning as text deltas (model.llm.EmotionLLM.generate). For task "think" generation
-        stops after </answer>; ``parse_answer(''.join(deltas), labels)`` then reads the label."""
+                         repetition_penalty: float = 1.0, **rules) -> Iterator[str]:
+        """Generated reasoning as text deltas (model.llm.EmotionLLM.generate with ``reasoning_rules``); for
+        task "think" the text is <think>..</think><answer>label</answer> with the label in ``labels``."""
         labels = list(labels or self.cfg.labels)
         with self.evaluating():
             prompt = self.prompts(self.encode([window]), task, labels, instruction)[0]
-            deltas = self.llm.generate(prompt, max_new_tokens or self.cfg.llm.max_new_tokens, do_sample=do_sample,
-                                       seed=seed, stop=stop_strings(task), repetition_penalty=repetition_penalty)
-            yield from (d for d in deltas if d)
+            rules = self.reasoning_rules(task, labels, max_new_tokens, instruction, repetition_penalty, **rules)
+            yield from (d for d in self.llm.generate(prompt, rules) if d)
 
     @contextlib.contextmanager
     def evaluating(self):
@@ -266,11 +276,6 @@ class EmotionLLaMA(nn.Module):
         return self.llm.loss(self.prompts(enc, task, labels, instructions), targets, reduction)
 
     parse_answer = staticmethod(parse_answer)
-
-
-def stop_strings(task: str) -> tuple[str, ...]:
-    """Where generation of ``task`` ends: after the answer of the think format; free reasoning has none."""
-    return ("</answer>",) if task == "think" else ()
 
 
 def _per_sample_labels(labels, B):

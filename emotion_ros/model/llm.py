@@ -26,7 +26,13 @@ evaluation: greedy (or seeded sampling) generation token by token with the cache
 step (the prompt pass, then one token), so a caller can take a lock per step; the whole generated sequence is
 decoded at every step and the new suffix is yielded (``TextDeltas``: SentencePiece spacing and multi-byte
 characters stay right). Under ``llm_precision`` "mixed" the one-token steps run on an int8 copy of the LLM
-(emotion_ros.model.precision).
+(emotion_ros.model.precision). ``DecodeRules`` bound what may be generated: a token budget; strings the text
+may never contain (the prompt's template markers); no n-gram repeated inside the text; no span of
+``copy_span`` tokens copied from the instruction. With ``think_labels`` the output is structured: the free
+text goes inside ``<think>``, ends when the model wants to write a tag (or at the budget, or at EOS), then
+``</think><answer>`` is forced and the answer is the label of the set scored highest conditioned on the
+reasoning (ONE tree-masked pass, as the label path scores), then ``</answer>``: every output parses and its
+answer is in the label set.
 
 Position ids are always 0..n-1 over the sequence (masked modality slots keep their positions), in training,
 scoring and generation alike.
@@ -34,8 +40,9 @@ scoring and generation alike.
 from __future__ import annotations
 
 import copy
+import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator, Sequence
 
 import torch
@@ -127,6 +134,28 @@ class Prefix:
         return copy.deepcopy(self.cache)
 
 
+@dataclass(frozen=True)
+class DecodeRules:
+    """What ``EmotionLLM.generate`` may produce (module docstring)."""
+
+    max_new_tokens: int = 64
+    min_new_tokens: int = 1  # EOS (and, with think_labels, closing the reasoning) not before this many tokens
+    stop: tuple[str, ...] = ()  # generation ends once the text contains one (it then ends with it)
+    repetition_penalty: float = 1.0
+    no_repeat_ngram: int = 0  # > 0: no n-gram of this many tokens appears twice in the text
+    forbidden: tuple[str, ...] = ()  # strings the text never contains (a token that would write one is skipped)
+    no_copy_ids: tuple[int, ...] = ()  # e.g. the instruction's ids: no copy_span-token span of them is repeated
+    copy_span: int = 8
+    think_labels: tuple[str, ...] = ()  # structured <think>..</think><answer>label</answer> over this label set
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int | None = None
+
+
+THINK_OPEN, THINK_CLOSE, ANSWER_CLOSE = "<think>", "</think><answer>", "</answer>"
+
+
 class EmotionLLM(nn.Module):
     def __init__(self, model: nn.Module, tokenizer, lora_r: int = 0, lora_alpha: int = 16,
                  lora_dropout: float = 0.0, lora_targets: Sequence[str] = ("q_proj", "v_proj")):
@@ -154,6 +183,7 @@ class EmotionLLM(nn.Module):
         self.options = InferenceOptions()
         self.precision = LLMPrecision("float32", None, None)  # step_model None: the LLM itself
         self._head_kv: dict[tuple, object] = {}
+        self._tags: torch.Tensor | None = None  # tag_tokens()
 
     # -- options --------------------------------------------------------------------------------------
     def set_options(self, options: InferenceOptions) -> None:
@@ -191,8 +221,14 @@ class EmotionLLM(nn.Module):
             return list(self.tokenizer(text, add_special_tokens=False).input_ids)
 
     def target_ids(self, text: str) -> list[int]:
-        """Answer tokens as trained and scored: the text's tokens followed by EOS."""
-        return self.text_ids(text) + [self.eos_id]
+        """Answer tokens as trained and scored: the text's tokens followed by EOS. The think format's tags are
+        tokenised on their own (``<think>`` | reasoning | ``</think><answer>`` | label | ``</answer>``), exactly
+        as structured decoding writes them, so training and decoding see the same token sequence."""
+        ids = []
+        for piece in re.split(r"(<think>|</think><answer>|</answer>)", text):
+            if piece:
+                ids += self.text_ids(piece)
+        return ids + [self.eos_id]
 
     def embed_ids(self, ids: list[int] | torch.Tensor) -> torch.Tensor:
         ids = torch.as_tensor(ids, dtype=torch.long, device=self.device)
@@ -379,44 +415,104 @@ class EmotionLLM(nn.Module):
 
     # -- reasoning path -------------------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, prompt: Prompt, max_new_tokens: int = 64, prefix: Prefix | None = None,
-                 do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, seed: int | None = None,
-                 min_new_tokens: int = 1, stop: Sequence[str] = (), repetition_penalty: float = 1.0
-                 ) -> Iterator[str]:
-        """Text deltas token by token; each ``next()`` is one model step (the prompt pass yields ''). Greedy
-        unless ``do_sample`` (``seed`` makes sampling reproducible); ``repetition_penalty`` > 1 discourages
-        tokens already generated. Stops at EOS, after ``max_new_tokens``, or once the text contains a
-        ``stop`` string (the text then ends with it). ``prefix``: the window's prefix from ``score_labels``."""
-        dev = self.device
+    def generate(self, prompt: Prompt, rules: DecodeRules | None = None, prefix: Prefix | None = None,
+                 **overrides) -> Iterator[str]:
+        """Text deltas token by token; each ``next()`` is one model step (the prompt pass yields ''). ``rules``
+        (or DecodeRules fields as keywords) bound the text (module docstring). Stops at EOS, after
+        ``max_new_tokens``, or once the text contains a ``stop`` string (the text then ends with it).
+        ``prefix``: the window's prefix from ``score_labels``."""
+        rules = replace(rules or DecodeRules(), **overrides)
         gen = None
-        if do_sample:
+        if rules.do_sample:
             gen = torch.Generator(device="cpu")
-            gen.manual_seed(0 if seed is None else int(seed))
+            gen.manual_seed(0 if rules.seed is None else int(rules.seed))
         logits, cache, mask = self._tail(prefix or self.prefill(prompt), prompt.tail_ids)
-        P = mask.shape[1]
         yield ""
+        think = bool(rules.think_labels)
+        if think:
+            logits, cache, mask = self._force(self.text_ids(THINK_OPEN), cache, mask)
+            yield THINK_OPEN
         ids: list[int] = []
-        text = TextDeltas(self.decode, stop)
-        for step in range(max_new_tokens):
+        text = TextDeltas(self.decode, rules.stop)
+        blocks = _NgramBlocks(rules)
+        pending = False  # the last id is not in the cache yet (the loop ended right after choosing it)
+        for step in range(rules.max_new_tokens):
             if self.banned_ids:
                 logits[self.banned_ids] = float("-inf")
-            if step < min_new_tokens:
+            early = step < rules.min_new_tokens
+            if early:
                 logits[self.eos_id] = float("-inf")
-            penalise_repeats(logits, ids, repetition_penalty)
-            nxt = _pick(logits, do_sample, temperature, top_p, gen)
-            if nxt == self.eos_id:
+            if think and early:
+                logits[self.tag_tokens()] = float("-inf")
+            blocks.ban(logits, ids)
+            penalise_repeats(logits, ids, rules.repetition_penalty)
+            nxt = self._pick_allowed(logits, ids, rules, text.emitted, gen)
+            if nxt is None or nxt == self.eos_id:
                 break
+            if think and bool(self.tag_tokens()[nxt]):
+                break  # the model wants to write a tag: its reasoning ends here
             ids.append(nxt)
             delta, stopped = text.push(ids)
-            if stopped or step == max_new_tokens - 1:
+            if stopped or step == rules.max_new_tokens - 1:
+                pending = True
                 yield delta
                 break
-            mask = torch.cat([mask, torch.ones(1, 1, dtype=mask.dtype, device=dev)], dim=1)
-            logits, cache = self._step(nxt, mask, P + step, cache)
+            mask = torch.cat([mask, torch.ones(1, 1, dtype=mask.dtype, device=self.device)], dim=1)
+            logits, cache = self._step(nxt, mask, mask.shape[1] - 1, cache)
             yield delta
         rest = text.flush(ids)
         if rest:
             yield rest
+        if think:
+            if pending:
+                mask = torch.cat([mask, torch.ones(1, 1, dtype=mask.dtype, device=self.device)], dim=1)
+                _, cache = self._step(ids[-1], mask, mask.shape[1] - 1, cache)
+            yield THINK_CLOSE + self._think_answer(cache, mask, rules.think_labels) + ANSWER_CLOSE
+
+    def _force(self, ids: list[int], cache, mask):
+        """Append ``ids`` (text the format prescribes) in one pass: (logits after them, cache, mask)."""
+        mask = torch.cat([mask, torch.ones(1, len(ids), dtype=mask.dtype, device=self.device)], dim=1)
+        logits, cache = self._pass(self.embed_ids(ids).unsqueeze(0), mask,
+                                   self._positions(mask.shape[1] - len(ids), len(ids)), cache=cache, keep=1)
+        return logits[-1], cache, mask
+
+    def _think_answer(self, cache, mask, labels: Sequence[str]) -> str:
+        """The label scored highest after [prompt | <think>reasoning] + ``</think><answer>``: each label's
+        tokens + ``</answer>`` + EOS, the whole set in one tree-masked pass (batched past a sliding window)."""
+        prefix = Prefix(cache, mask.shape[1], mask)
+        close = self.text_ids(THINK_CLOSE)
+        seqs = [self.text_ids(lab) + self.text_ids(ANSWER_CLOSE) + [self.eos_id] for lab in labels]
+        limit = self._sliding_limit()
+        if limit is None or prefix.length + len(close) + sum(len(q) - 1 for q in seqs) < limit:
+            scores = self._score_tree(prefix, close, seqs)
+        else:
+            scores = self._score_batched(prefix, close, seqs)
+        return labels[int(torch.argmax(scores))]
+
+    def tag_tokens(self) -> torch.Tensor:
+        """Bool [V]: tokens whose text starts with '<' (a tag), computed once per tokenizer."""
+        if self._tags is None:
+            pieces = self.tokenizer.batch_decode([[i] for i in range(len(self.tokenizer))],
+                                                 clean_up_tokenization_spaces=False)
+            tags = torch.tensor([p.lstrip().startswith("<") for p in pieces], dtype=torch.bool)
+            vocab = self.input_embeddings.weight.shape[0]
+            self._tags = torch.cat([tags, torch.zeros(max(0, vocab - len(tags)), dtype=torch.bool)])[:vocab]
+        return self._tags
+
+    def _pick_allowed(self, logits, ids, rules: DecodeRules, text: str, gen) -> int | None:
+        """The next token; one that would write a forbidden string (or start one at the end of the text) is
+        skipped for the next best (up to 32 tries; None when every allowed token is exhausted)."""
+        for _ in range(32):
+            nxt = _pick(logits, rules.do_sample, rules.temperature, rules.top_p, gen)
+            if not rules.forbidden or nxt == self.eos_id:
+                return nxt
+            new = self.decode(ids + [nxt])
+            if not _writes_forbidden(new, len(text), rules.forbidden, rules.stop):
+                return nxt
+            logits[nxt] = float("-inf")
+            if not torch.isfinite(logits).any():
+                return None
+        return None
 
     def _step(self, token: int, mask, position: int, cache):
         """One decode step (on the int8 copy under llm_precision mixed): (logits [V], cache)."""
@@ -475,6 +571,44 @@ class EmotionLLM(nn.Module):
         if self.has_lora:
             self.model = self.model.merge_and_unload()
             self._head_kv.clear()
+
+
+class _NgramBlocks:
+    """Tokens that would repeat an n-gram of the text, or copy ``copy_span`` tokens of ``no_copy_ids``."""
+
+    def __init__(self, rules: DecodeRules):
+        self.n = rules.no_repeat_ngram
+        self.span = rules.copy_span
+        src = list(rules.no_copy_ids)
+        self.copy: dict[tuple, set] = {}
+        for i in range(len(src) - self.span + 1):
+            self.copy.setdefault(tuple(src[i:i + self.span - 1]), set()).add(src[i + self.span - 1])
+
+    def ban(self, logits: torch.Tensor, ids: list[int]) -> None:
+        banned = set()
+        n = self.n
+        if n > 0 and len(ids) >= n - 1:
+            head = tuple(ids[len(ids) - n + 1:]) if n > 1 else ()
+            for i in range(len(ids) - n + 1):
+                if tuple(ids[i:i + n - 1]) == head:
+                    banned.add(ids[i + n - 1])
+        if self.copy and len(ids) >= self.span - 1:
+            banned |= self.copy.get(tuple(ids[len(ids) - self.span + 1:]), set())
+        if banned:
+            logits[list(banned)] = float("-inf")
+
+
+def _writes_forbidden(text: str, old_len: int, forbidden: Sequence[str], stop: Sequence[str]) -> bool:
+    """Does the text, grown from ``old_len`` characters, now contain a forbidden string, or end with the
+    start (2+ characters) of one that is not also the start of a stop string?"""
+    tail = text[max(0, old_len - max(len(f) for f in forbidden)):]
+    if any(f in tail for f in forbidden):
+        return True
+    for f in forbidden:
+        for k in range(2, len(f)):
+            if text.endswith(f[:k]) and not any(s.startswith(f[:k]) for s in stop):
+                return True
+    return False
 
 
 def _pick(logits, do_sample, temperature, top_p, gen) -> int:

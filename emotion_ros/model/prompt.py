@@ -174,6 +174,15 @@ class PromptTemplate:
 
 DEFAULT_TEMPLATE = PromptTemplate()
 
+
+def template_markers(template: PromptTemplate = DEFAULT_TEMPLATE) -> tuple[str, ...]:
+    """The control strings of a prompt: the template's tags ([INST], </Vid>, ...), every task id ([think] ...)
+    and the answer-format tags. Generated text may never contain them (EmotionLLM.generate's forbidden)."""
+    text = " ".join((template.open, template.close_vid, template.says, template.task))
+    found = re.findall(r"\[/?[A-Za-z_]+\]|</?[A-Za-z_]+>", text.replace("{task}", ""))
+    found += [f"[{t}]" for t in TASKS] + ["<think>", "</think>", "<answer>", "</answer>", "<s>", "</s>"]
+    return tuple(dict.fromkeys(found))
+
 # The strings the released Emotion-LLaMAv2 checkpoints were trained with (github ooochen-30/Emotion-LLaMA-v2,
 # minigpt4/datasets/datasets/mer_datasets.py (stage 1) and mer_datasets_ft.py (stage 2), wrapped by the
 # train configs' chat template "[INST] {} [/INST]"): "in video" (no "the"), the doubled spaces before the

@@ -268,6 +268,7 @@ class EmotionPerceptionNode(LifecycleNode):
         msg.final = bool(final)
         if final:
             msg.answer_label = parse_answer(text, result.labels) or ""
+            msg.answer_agrees = msg.answer_label == result.label
         pub = self._pubs.get("reasoning")
         if pub is not None:
             pub.publish(msg)
