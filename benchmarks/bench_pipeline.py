@@ -238,7 +238,7 @@ def bench_profile(profile: str, args) -> dict:
                                    window_s=args.window, hop_s=args.hop, reasoning_max_tokens=args.reason_tokens)
     cfg = replace(config.engine, llm_precision="float32")  # the speed-ups alone; precision variants below
     t = time.perf_counter()
-    model, _, model_id = load_model(cfg)
+    model, _, model_id, _ = load_model(cfg)
     build_s = time.perf_counter() - t
     frames, stamps, audio = synthetic_sequence(args.seconds, height=480, width=640, seed=0)
     w = config.windowing

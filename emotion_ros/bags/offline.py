@@ -44,6 +44,7 @@ class StateRecord:
     arousal: float = math.nan
     frame_id: str = ""
     receive_ns: int | None = None  # bag timestamp when recorded; None offline
+    unsure_reason: str = ""  # EmotionState.unsure_reason ('' = sure)
 
     def to_dict(self) -> dict:
         return {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in self.__dict__.items()}
@@ -58,6 +59,7 @@ def state_from_msg(msg, receive_ns: int | None = None) -> StateRecord:
         modalities=int(msg.modalities), transcript=str(msg.transcript), reasoning=str(msg.reasoning),
         latency_ms=float(msg.latency_ms), window_index=int(msg.window_index), model_id=str(msg.model_id),
         task=str(msg.task), valence=float(msg.valence), arousal=float(msg.arousal),
+        unsure_reason=str(getattr(msg, "unsure_reason", "")),
         frame_id=str(msg.header.frame_id), receive_ns=receive_ns,
     )
 
@@ -71,6 +73,7 @@ def state_from_result(result, frame_id: str = "") -> StateRecord:
         transcript=result.transcript or "", reasoning=getattr(result, "reasoning", "") or "",
         latency_ms=float(result.latency_ms), window_index=int(w.index), model_id=result.model_id,
         task=result.task, valence=float(result.valence), arousal=float(result.arousal), frame_id=frame_id,
+        unsure_reason=result.unsure,
     )
 
 
@@ -82,6 +85,7 @@ def state_to_msg(rec: StateRecord, store=None):
         header=header_msg(store, rec.end_ns, rec.frame_id), window_start=time_msg(store, rec.start_ns),
         label=rec.label, confidence=float(rec.confidence), labels=list(rec.labels),
         scores=np.asarray(rec.scores, dtype=np.float32), valence=float(rec.valence), arousal=float(rec.arousal),
+        unsure=bool(rec.unsure_reason), unsure_reason=rec.unsure_reason,
         modalities=int(rec.modalities), transcript=rec.transcript, reasoning=rec.reasoning, task=rec.task,
         model_id=rec.model_id, latency_ms=float(rec.latency_ms), window_index=int(rec.window_index),
     )

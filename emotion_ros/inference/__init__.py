@@ -28,13 +28,13 @@ def build_engine(engine_config, model=None, options=None, onnx_dir: str | None =
     from emotion_ros.inference.backends import make_backend
     from emotion_ros.inference.engine import InferenceEngine, load_model
 
-    model_id = None
+    model_id = calibration = None
     if model is None:
-        model, loaded_asr, model_id = load_model(engine_config)
+        model, loaded_asr, model_id, calibration = load_model(engine_config)
         transcriber = transcriber or loaded_asr
     backend = make_backend(engine_config.backend, model, onnx_dir=onnx_dir, **backend_options)
     engine = InferenceEngine(model, engine_config, transcriber=transcriber, model_id=model_id, backend=backend,
-                             options=options)
+                             options=options, calibration=calibration)
     log.info("engine: %s pipeline, backend %s (requested %s), LLM %s", engine_config.pipeline, backend.name,
              engine_config.backend, engine.precision.name)
     return engine

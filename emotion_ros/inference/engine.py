@@ -35,6 +35,7 @@ class EmotionResult:
     stage_ms: dict[str, float] = field(default_factory=dict)
     valence: float = math.nan
     arousal: float = math.nan
+    unsure: str = ""  # why the node is unsure of this label ('' = it is not): emotion_ros.model.calibration
 
 
 class FairLock:
@@ -92,6 +93,7 @@ class EngineConfig:
     pipeline: Literal["optimised", "reference", "naive"] = param(
         "optimised", "stage options preset: optimised (frame cache, prefix KV, one-pass label scoring), "
         "reference (no caches), naive (30 s padded Whisper, one LLM pass per label; for benchmarks)")
+    calibrate: bool = param(True, "apply the checkpoint's fitted calibration (calibrated confidence, unsure flag)")
     llm_precision: Literal["auto", "float32", "bfloat16", "float16", "mixed"] = param(
         "auto", "LLM precision: auto = mixed on CPU (bf16 prompt passes + int8 decode steps), float16 on CUDA")
 
@@ -122,7 +124,7 @@ class InferenceEngine:
     hand-over of one window's encoding and prompt prefix from the label path to its reasoning path."""
 
     def __init__(self, model, config: EngineConfig, transcriber=None, model_id: str | None = None, backend=None,
-                 options=None):
+                 options=None, calibration=None):
         from emotion_ros.inference.backends import TorchBackend
         from emotion_ros.model.config import InferenceOptions
 
@@ -138,6 +140,7 @@ class InferenceEngine:
         self.precision = model.llm.set_precision(resolve_precision(config.llm_precision, model.device))
         if config.reasoning_task == "think":
             model.llm.tag_tokens()  # the structured decoder's table (~1 s for a 262k vocabulary): not in the first stream
+        self.calibration = calibration if config.calibrate else None  # model.calibration.Calibration
         self._lock = FairLock()
         self._states: OrderedDict = OrderedDict()  # window key -> _WindowState, for its reasoning
         self._label_waiting = 0
@@ -146,8 +149,8 @@ class InferenceEngine:
     @classmethod
     def from_config(cls, config: EngineConfig, **kwargs) -> "InferenceEngine":
         """Build the profile's model, load the trainable parts, and the ASR if the profile has one."""
-        model, transcriber, model_id = load_model(config)
-        return cls(model, config, transcriber=transcriber, model_id=model_id, **kwargs)
+        model, transcriber, model_id, calibration = load_model(config)
+        return cls(model, config, transcriber=transcriber, model_id=model_id, calibration=calibration, **kwargs)
 
     def transcribe_if_needed(self, window: Window, stage_ms: dict[str, float]) -> None:
         """Fill a missing transcript with the profile's own ASR (when it has one) before encoding."""
@@ -180,12 +183,18 @@ class InferenceEngine:
         finally:
             with self._waiting_lock:
                 self._label_waiting -= 1
+        unsure = ""
+        if self.calibration is not None:
+            from emotion_ros.model.calibration import pooled_features
+
+            probs, unsure = self.calibration.apply(probs, self.labels, pooled_features(enc),
+                                                   model.expert_labels(enc, self.labels))
         pred = model.prediction(probs, self.labels)
         scores = list(pred.probs.values())
         return EmotionResult(window=window, label=pred.label, labels=list(self.labels), scores=scores,
                              confidence=pred.confidence, modalities=window.modalities,
                              transcript=window.transcript or "", task=self.config.task, model_id=self.model_id,
-                             latency_ms=(time.perf_counter() - t0) * 1e3, stage_ms=stage_ms)
+                             latency_ms=(time.perf_counter() - t0) * 1e3, stage_ms=stage_ms, unsure=unsure)
 
     @staticmethod
     def _window_key(window: Window):
@@ -252,11 +261,12 @@ def resolve_precision(name: str, device="cpu") -> str:
 
 
 def load_model(config: EngineConfig):
-    """(model, transcriber or None, model id) of an engine config: the profile built, its checkpoint loaded
-    ('auto' = the profile's shipped adapters), the profile's ASR where asr says so."""
+    """(model, transcriber or None, model id, calibration or None) of an engine config: the profile built,
+    its checkpoint loaded ('auto' = the profile's shipped adapters) with its fitted calibration, the
+    profile's ASR where asr says so."""
     import torch
 
-    from emotion_ros.model.checkpoint import load_trainable
+    from emotion_ros.model.checkpoint import load_trainable, read_calibration
     from emotion_ros.model.config import get_profile
     from emotion_ros.model.emotion_llama import build_model
     from emotion_ros.paths import resolve_checkpoint
@@ -264,15 +274,17 @@ def load_model(config: EngineConfig):
     torch.manual_seed(config.seed)
     model = build_model(get_profile(config.profile, labels=config.label_list()))
     checkpoint = resolve_checkpoint(config.checkpoint, config.profile)
+    calibration = None
     if checkpoint:
         load_trainable(model, checkpoint)
+        calibration = read_calibration(checkpoint)
     model.eval()
     transcriber = None
     if config.asr == "always" or (config.asr == "auto" and config.profile == "nano"):
         from emotion_ros.backbones.asr import Transcriber
 
         transcriber = Transcriber(language=config.asr_language or None)
-    return model, transcriber, _model_id(config.profile, checkpoint)
+    return model, transcriber, _model_id(config.profile, checkpoint), calibration
 
 
 def _model_id(profile: str, checkpoint: str) -> str:

@@ -282,3 +282,40 @@ def _check_lora_config(path: Path, model) -> None:
     if sorted(saved.get("target_modules") or []) != sorted(live.target_modules or []):
         raise CheckpointError(path, f"target_modules {saved.get('target_modules')} but the model uses "
                                     f"{sorted(live.target_modules)}")
+
+
+def attach_file(directory, name: str, data: bytes) -> Path:
+    """Add (or replace) one file in an existing checkpoint folder, recorded in config.json with its sha256
+    and size like the others; the folder is swapped as a whole (emotion_ros.io.atomic_dir)."""
+    from emotion_ros.io import atomic_dir
+
+    directory = Path(directory)
+    meta = read_config(directory)
+    with atomic_dir(directory) as tmp:
+        for p in directory.iterdir():
+            if p.is_file() and p.name not in (name, CONFIG_FILE):
+                shutil.copy2(p, tmp / p.name)
+        (tmp / name).write_bytes(data)
+        meta.setdefault("files", {})[name] = {"sha256": sha256_file(tmp / name), "bytes": len(data)}
+        (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return directory / name
+
+
+def read_attached(directory, name: str) -> bytes | None:
+    """The verified bytes of a file attached to a checkpoint (None when config.json lists no such file)."""
+    directory = Path(directory)
+    info = (read_config(directory).get("files") or {}).get(name)
+    return None if info is None else _verify_file(directory, name, info).read_bytes()
+
+
+def read_calibration(directory):
+    """The checkpoint's fitted Calibration (emotion_ros.model.calibration), or None when it has none."""
+    from emotion_ros.model.calibration import FILE, Calibration
+
+    data = read_attached(directory, FILE)
+    if data is None:
+        return None
+    try:
+        return Calibration.from_json(data.decode(), str(Path(directory) / FILE))
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(Path(directory) / FILE, f"unreadable calibration ({exc})") from None

@@ -173,6 +173,11 @@ class EmotionLLaMA(nn.Module):
         }
         return {k: (proj[k] * masks[k].unsqueeze(-1).to(proj[k].dtype), masks[k]) for k in proj}
 
+    def expert_labels(self, enc: EncodedBatch, labels: Sequence[str], i: int = 0) -> dict[str, float] | None:
+        """The real-face expert's expression distribution of sample ``i`` mapped onto ``labels`` (None when the
+        profile has no face expert or no face was seen)."""
+        return None
+
     def project(self, audio_tokens, temporal_tokens, global_cls, global_patches) -> dict[str, torch.Tensor]:
         """Conv-Attention fusion, then the modal adapter: the LLM-width tokens of each stream (unmasked)."""
         fused = self.fusion(audio_tokens, temporal_tokens, global_cls)

@@ -235,6 +235,10 @@ class EmotionPerceptionNode(LifecycleNode):
         msg.window_start = ns_to_stamp(w.start_ns)
         msg.label = result.label
         msg.confidence = float(result.confidence)
+        msg.unsure = bool(result.unsure)
+        msg.unsure_reason = result.unsure
+        if result.unsure:
+            self.drops.event(f"unsure_{result.unsure}")
         msg.labels = list(result.labels)
         msg.scores = [float(s) for s in result.scores]
         msg.valence = float(result.valence)

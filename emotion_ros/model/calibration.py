@@ -1,0 +1,170 @@
+"""Calibrated confidence and abstention: the last stage of the label path.
+
+The label path's softmax over the label set is the model's own belief; on inputs unlike its training data
+(a real voice after training on synthetic speech) it can be confidently wrong. This stage, fitted on
+held-out data by ``emotion_ros_training.calibrate`` and shipped in the checkpoint folder
+(``calibration.json``, sha256-checked like every checkpoint file), makes the published confidence mean
+what it says and decides when the node says it is unsure:
+
+- temperature scaling (Guo et al. 2017): p_i ∝ p_i^(1/T), T fitted by minimum NLL on held-out windows; a
+  second temperature ``ood_temperature`` applies to windows flagged as far from the training data (fitted on
+  held-out windows that are), so a real voice does not get the synthetic clips' confidence;
+- far from the training data: per stream (audio, vision, face) the pooled encoder features' mean squared
+  z-score against the training set (``stats``); above the stream's threshold (the 99th percentile on the
+  training clips) the window is flagged;
+- unsure (EmotionState.unsure + unsure_reason, counted on /diagnostics) when the calibrated confidence is
+  below ``min_confidence`` ("low_confidence"), when a present stream is far from the training data
+  ("far_from_training_data"), or when the real-face expert's expression strongly contradicts the label
+  ("modality_conflict": expert top probability >= ``conflict_expert_min`` on an expression that maps to
+  another label).
+The label itself stays the argmax (a consumer may still want the best guess); argmax and accuracy are
+unchanged by temperature scaling.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import torch
+
+FILE = "calibration.json"
+FORMAT = "emotion_ros.calibration/1"
+
+
+@dataclass
+class StreamStats:
+    """Pooled-feature statistics of one stream on the training clips."""
+
+    mean: list[float]
+    std: list[float]
+    threshold: float  # mean squared z-score above which a window is "far from the training data"
+
+
+@dataclass
+class Calibration:
+    temperature: float = 1.0
+    ood_temperature: float = 1.0
+    min_confidence: float = 0.0
+    stats: dict[str, StreamStats] = field(default_factory=dict)
+    conflict_expert_min: float = 1.1  # > 1: off
+    fitted_on: dict = field(default_factory=dict)  # what the fit used and its figures (ECE before/after ...)
+
+    # -- applying --------------------------------------------------------------------------------------
+    def distances(self, features: dict[str, torch.Tensor | None]) -> dict[str, float]:
+        """Mean squared z-score of each present stream's pooled feature vector (see ``pooled_features``)."""
+        out = {}
+        for name, vec in features.items():
+            st = self.stats.get(name)
+            if vec is None or st is None:
+                continue
+            mean = torch.tensor(st.mean, dtype=torch.float32)
+            std = torch.tensor(st.std, dtype=torch.float32)
+            z = (vec.float().cpu() - mean) / std
+            out[name] = float((z * z).mean())
+        return out
+
+    def apply(self, probs: torch.Tensor, labels: Sequence[str], features: dict[str, torch.Tensor | None],
+              expert: dict[str, float] | None = None) -> tuple[torch.Tensor, str]:
+        """(calibrated probabilities, unsure reason or '') of one window."""
+        far = [n for n, d in self.distances(features).items() if d > self.stats[n].threshold]
+        probs = temper(probs, self.ood_temperature if far else self.temperature)
+        best = int(torch.argmax(probs))
+        if far:
+            return probs, "far_from_training_data"
+        if float(probs[best]) < self.min_confidence:
+            return probs, "low_confidence"
+        if expert:
+            top, p = max(expert.items(), key=lambda kv: kv[1])
+            if p >= self.conflict_expert_min and top in labels and top != labels[best]:
+                return probs, "modality_conflict"
+        return probs, ""
+
+    # -- storage ---------------------------------------------------------------------------------------
+    def to_json(self) -> str:
+        return json.dumps({"format": FORMAT, **asdict(self)}, indent=1, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, where: str = FILE) -> "Calibration":
+        data = json.loads(text)
+        if data.pop("format", None) != FORMAT:
+            raise ValueError(f"{where}: not a {FORMAT} file")
+        stats = {k: StreamStats(**v) for k, v in data.pop("stats", {}).items()}
+        cal = cls(stats=stats, **data)
+        if not (cal.temperature > 0 and cal.ood_temperature > 0):
+            raise ValueError(f"{where}: temperatures must be > 0")
+        return cal
+
+
+def temper(probs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Temperature scaling of a probability vector: softmax(log p / T)."""
+    if temperature == 1.0:
+        return probs
+    logp = torch.log(probs.double().clamp_min(1e-300))
+    return torch.softmax(logp / temperature, 0).to(probs.dtype)
+
+
+def pooled_features(enc, i: int = 0) -> dict[str, torch.Tensor | None]:
+    """One window's pooled encoder outputs per stream (None where the modality is missing): the vectors
+    ``Calibration`` measures the distance of. audio: mean of the real audio tokens; vision: the global CLS;
+    face: mean of the frames with a face (when the profile has the face expert)."""
+    out: dict[str, torch.Tensor | None] = {"audio": None, "vision": None}
+    m = enc.audio_mask[i]
+    if float(m.sum()) > 0:
+        out["audio"] = (enc.audio_tokens[i] * m[:, None]).sum(0) / m.sum()
+    if float(enc.global_mask[i]) > 0:
+        out["vision"] = enc.global_cls[i]
+    face = getattr(enc, "face_tokens", None)
+    if face is not None:
+        fm = enc.face_mask[i]
+        out["face"] = (face[i] * fm[:, None]).sum(0) / fm.sum() if float(fm.sum()) > 0 else None
+    return out
+
+
+# -- fitting (used by emotion_ros_training.calibrate; plain functions, tested with known answers) -------
+def nll(probs: torch.Tensor, truth: torch.Tensor, temperature: float) -> float:
+    """Mean negative log-likelihood of the true labels [N] under tempered probabilities [N, L]."""
+    logp = torch.log_softmax(torch.log(probs.double().clamp_min(1e-300)) / temperature, -1)
+    return float(-logp[torch.arange(len(truth)), truth].mean())
+
+
+def fit_temperature(probs: torch.Tensor, truth: torch.Tensor, lo: float = 0.05, hi: float = 50.0) -> float:
+    """The T minimising held-out NLL (golden-section search on log T; NLL(T) is unimodal here)."""
+    if len(truth) == 0:
+        return 1.0
+    a, b = math.log(lo), math.log(hi)
+    g = (math.sqrt(5) - 1) / 2
+    c, d = b - g * (b - a), a + g * (b - a)
+    for _ in range(80):
+        if nll(probs, truth, math.exp(c)) < nll(probs, truth, math.exp(d)):
+            b = d
+        else:
+            a = c
+        c, d = b - g * (b - a), a + g * (b - a)
+    return math.exp((a + b) / 2)
+
+
+def expected_calibration_error(probs: torch.Tensor, truth: torch.Tensor, bins: int = 15) -> float:
+    """ECE with equal-width confidence bins: sum over bins of |accuracy - mean confidence| x share."""
+    if len(truth) == 0:
+        return float("nan")
+    conf, pred = probs.max(-1)
+    correct = (pred == truth).double()
+    edges = torch.linspace(0, 1, bins + 1, dtype=torch.float64)
+    ece = 0.0
+    for k in range(bins):
+        inside = (conf.double() > edges[k]) & (conf.double() <= edges[k + 1])
+        if k == 0:
+            inside |= conf.double() == 0
+        if inside.any():
+            ece += float(inside.double().mean()) * abs(float(correct[inside].mean()) - float(conf[inside].double().mean()))
+    return ece
+
+
+def stream_stats(vectors: Sequence[torch.Tensor], quantile: float = 0.99) -> StreamStats:
+    """Mean/std of training vectors and the distance threshold at ``quantile`` of their own distances."""
+    x = torch.stack([v.float().cpu() for v in vectors])
+    mean, std = x.mean(0), x.std(0).clamp_min(1e-6)
+    d = (((x - mean) / std) ** 2).mean(1)
+    return StreamStats(mean.tolist(), std.tolist(), float(torch.quantile(d, quantile)))

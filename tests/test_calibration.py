@@ -1,0 +1,88 @@
+"""Calibration stage (emotion_ros/model/calibration.py): temperature fit, ECE, the unsure rule, its storage
+in the checkpoint folder and its use by the engine."""
+import json
+import math
+
+import pytest
+import torch
+
+from emotion_ros.model.calibration import (Calibration, StreamStats, expected_calibration_error, fit_temperature,
+                                           nll, stream_stats, temper)
+
+
+def test_fit_recovers_the_temperature_that_generated_the_labels():
+    g = torch.Generator().manual_seed(0)
+    logits = 3 * torch.randn(4000, 6, generator=g)
+    truth = torch.multinomial(torch.softmax(logits / 2.5, -1), 1, generator=g)[:, 0]  # the data's true T = 2.5
+    probs = torch.softmax(logits, -1)  # an over-confident model (T = 1)
+    t = fit_temperature(probs, truth)
+    assert abs(t - 2.5) < 0.2
+    assert nll(probs, truth, t) < nll(probs, truth, 1.0)
+    assert expected_calibration_error(torch.stack([temper(p, t) for p in probs]),
+                                      truth) < expected_calibration_error(probs, truth)
+
+
+def test_ece_by_hand():
+    # confidences 0.9 (right), 0.9 (wrong), 0.6 (right): bins (0.8667, 0.9333] and (0.5333, 0.6]
+    probs = torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.4, 0.6]])
+    truth = torch.tensor([0, 1, 1])
+    expected = (2 / 3) * abs(0.5 - 0.9) + (1 / 3) * abs(1.0 - 0.6)
+    assert expected_calibration_error(probs, truth) == pytest.approx(expected)
+
+
+def test_unsure_rule():
+    stats = {"audio": StreamStats([0.0, 0.0], [1.0, 1.0], threshold=4.0)}
+    cal = Calibration(temperature=2.0, ood_temperature=10.0, min_confidence=0.5, stats=stats, conflict_expert_min=0.7)
+    labels = ["neutral", "happy", "sad"]
+    probs = torch.tensor([0.1, 0.85, 0.05])
+    near, far = {"audio": torch.tensor([1.0, -1.0])}, {"audio": torch.tensor([5.0, 5.0])}
+    out, why = cal.apply(probs, labels, near)
+    assert why == "" and torch.allclose(out, temper(probs, 2.0)) and float(out.max()) < 0.85
+    out, why = cal.apply(probs, labels, far)
+    assert why == "far_from_training_data" and torch.allclose(out, temper(probs, 10.0))
+    out, why = cal.apply(torch.tensor([0.4, 0.35, 0.25]), labels, near)
+    assert why == "low_confidence"
+    _, why = cal.apply(probs, labels, near, expert={"sad": 0.9, "happy": 0.1})
+    assert why == "modality_conflict"
+    _, why = cal.apply(probs, labels, near, expert={"happy": 0.9})
+    assert why == ""
+    assert Calibration.from_json(cal.to_json()) == cal
+
+
+def test_stream_stats_threshold_is_the_training_quantile():
+    g = torch.Generator().manual_seed(1)
+    vecs = [torch.randn(8, generator=g) for _ in range(500)]
+    st = stream_stats(vecs, quantile=0.99)
+    cal = Calibration(stats={"vision": st})
+    d = [cal.distances({"vision": v})["vision"] for v in vecs]
+    assert sum(x > st.threshold for x in d) == pytest.approx(5, abs=2)
+
+
+def test_calibration_travels_with_the_checkpoint_and_the_engine_applies_it(tmp_path):
+    from emotion_ros.inference.engine import EngineConfig, InferenceEngine
+    from emotion_ros.model.checkpoint import CheckpointError, attach_file, read_calibration, save_trainable
+    from emotion_ros.model.config import get_profile
+    from emotion_ros.model.emotion_llama import build_model
+    from tests.helpers.synthetic import synthetic_sequence, windows_from_windower
+
+    model = build_model(get_profile("tiny"))
+    ckpt = save_trainable(model, tmp_path / "ckpt")
+    assert read_calibration(ckpt) is None
+    cal = Calibration(temperature=50.0, min_confidence=0.9)  # everything becomes unsure: low confidence
+    attach_file(ckpt, "calibration.json", cal.to_json().encode())
+    assert read_calibration(ckpt) == cal
+    frames, stamps, audio = synthetic_sequence(seconds=2.5, height=48, width=64)
+    w = windows_from_windower(frames, stamps, audio)[0]
+    cfg = EngineConfig(profile="tiny", asr="never", llm_precision="float32", checkpoint=str(ckpt))
+    eng = InferenceEngine.from_config(cfg)
+    res = eng.process(w)
+    assert res.unsure == "low_confidence" and res.confidence < 0.5
+    plain = InferenceEngine.from_config(EngineConfig(profile="tiny", asr="never", llm_precision="float32",
+                                                     checkpoint=str(ckpt), calibrate=False)).process(w)
+    assert plain.unsure == "" and plain.label == res.label and plain.confidence > res.confidence
+    meta = json.loads((ckpt / "config.json").read_text())
+    assert "calibration.json" in meta["files"]
+    (ckpt / "calibration.json").write_text(cal.to_json().replace("50.0", "5.0"))  # tampered
+    with pytest.raises(CheckpointError, match="calibration.json"):
+        read_calibration(ckpt)
+    assert math.isfinite(res.confidence)
