@@ -276,3 +276,37 @@ def test_report_tiny(synth, tmp_path, monkeypatch):
     for v, r in rep["results"].items():
         assert again["results"][v]["metrics"] == r["metrics"]
         assert again["results"][v]["train_seconds"] is None  # weights existed
+
+
+def test_calibration_fit_on_held_out_parts_is_attached_to_the_checkpoint(synth, tmp_path):
+    """emotion_ros_training.calibrate: feature statistics from the train split, temperature from half of the
+    test split plus real tuning bags (here a synthetic stand-in bag), report on the rest; the result travels
+    in the checkpoint and the engine applies it."""
+    from emotion_ros.bags.clips import write_synthetic_bag
+    from emotion_ros.config import PerceptionConfig
+    from emotion_ros.inference.engine import InferenceEngine
+    from emotion_ros.model.checkpoint import read_calibration, save_trainable
+    from emotion_ros.model.emotion_llama import build_model
+    from emotion_ros_training.calibrate import fit
+    from emotion_ros_training.features import FeatureCache
+    from emotion_ros_training.recipes import get_recipe
+
+    recipe = get_recipe("tiny")
+    cfg = recipe.model_config()
+    model = build_model(cfg)
+    ckpt = save_trainable(model, tmp_path / "ckpt", {"recipe": "tiny"})
+    cache = FeatureCache(synth["cache"], cfg, cfg.vision.num_frames, recipe.frame_size)
+    records = read_manifest(synth["manifest"])
+    bag = tmp_path / "bag"
+    write_synthetic_bag(bag, [("happy", 2.5), ("sad", 2.5)], fps=10)
+    config = PerceptionConfig.load("", profile="tiny", checkpoint=str(ckpt), calibrate=False, asr="never",
+                                   llm_precision="float32", reasoning_every=0)
+    engine = InferenceEngine(model, config.engine)
+    cal, report = fit(model, cache, records, engine, config, real_bags=[bag], report_bags=[bag], min_stream_clips=5)
+    assert {"audio", "vision"} <= set(cal.stats) and cal.temperature > 0
+    assert report["real_tuning"]["windows"] >= 5 and "ece_after" in report["real_held_out"]
+    from emotion_ros.model.calibration import FILE
+    from emotion_ros.model.checkpoint import attach_file
+
+    attach_file(ckpt, FILE, cal.to_json().encode())
+    assert read_calibration(ckpt) == cal

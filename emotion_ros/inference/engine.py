@@ -36,6 +36,8 @@ class EmotionResult:
     valence: float = math.nan
     arousal: float = math.nan
     unsure: str = ""  # why the node is unsure of this label ('' = it is not): emotion_ros.model.calibration
+    features: dict = field(default_factory=dict)  # pooled encoder features per stream (calibration's distance)
+    expert: dict | None = None  # the real-face expert's expression distribution over the labels, if any
 
 
 class FairLock:
@@ -183,18 +185,18 @@ class InferenceEngine:
         finally:
             with self._waiting_lock:
                 self._label_waiting -= 1
-        unsure = ""
-        if self.calibration is not None:
-            from emotion_ros.model.calibration import pooled_features
+        from emotion_ros.model.calibration import pooled_features
 
-            probs, unsure = self.calibration.apply(probs, self.labels, pooled_features(enc),
-                                                   model.expert_labels(enc, self.labels))
+        features, expert, unsure = pooled_features(enc), model.expert_labels(enc, self.labels), ""
+        if self.calibration is not None:
+            probs, unsure = self.calibration.apply(probs, self.labels, features, expert)
         pred = model.prediction(probs, self.labels)
         scores = list(pred.probs.values())
         return EmotionResult(window=window, label=pred.label, labels=list(self.labels), scores=scores,
                              confidence=pred.confidence, modalities=window.modalities,
                              transcript=window.transcript or "", task=self.config.task, model_id=self.model_id,
-                             latency_ms=(time.perf_counter() - t0) * 1e3, stage_ms=stage_ms, unsure=unsure)
+                             latency_ms=(time.perf_counter() - t0) * 1e3, stage_ms=stage_ms, unsure=unsure,
+                             features=features, expert=expert)
 
     @staticmethod
     def _window_key(window: Window):
