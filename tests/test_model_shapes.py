@@ -142,3 +142,27 @@ def test_summary_text():
     assert f"{fusion_n:,}" in s
     trainable = sum(p.numel() for p in m.parameters() if p.requires_grad)
     assert f"{trainable:,}" in s
+
+
+def test_face_stream_tokens_adapter_and_prompt():
+    """Profiles with the face stream (nano: the real-face FER2013 expert) get one token per temporal frame,
+    their own adapter Linear, and a prompt segment after the audio stream; no face = masked."""
+    from emotion_ros.model.face_encoder import FEATURE_DIM
+
+    cfg = get_profile("tiny", face__enabled=True, face__source="random")
+    model = build_model(cfg)
+    ws = _windows()[:2]
+    ws[1].frames = np.zeros_like(ws[1].frames)  # all-black frames: the stand-in expert finds no face
+    enc = model.encode(ws)
+    assert enc.face_tokens.shape == (2, cfg.vision.num_frames, FEATURE_DIM)
+    assert float(enc.face_mask[0].sum()) == cfg.vision.num_frames and float(enc.face_mask[1].sum()) == 0
+    streams = model.streams(enc)
+    e, m = streams["face"]
+    assert e.shape == (2, cfg.vision.num_frames, model.llm.hidden_size) and torch.all(e[1] == 0)
+    assert model.template.stream_order[-1] == "face" and cfg.token_layout()["face"] == cfg.vision.num_frames
+    emb, _ = model.llm.flat(model.prompts(enc, "emotion", model.cfg.labels)[0])
+    assert emb.shape[0] == len(model.prompts(enc, "emotion", model.cfg.labels)[0])
+    dist = model.expert_labels(enc, model.cfg.labels)
+    assert set(dist) == set(model.cfg.labels) and abs(sum(dist.values()) - 1) < 1e-5
+    assert model.expert_labels(enc, model.cfg.labels, i=1) is None
+    assert "adapter.face.weight" in {f"adapter.{k}" for k in model.adapter.state_dict()}

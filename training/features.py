@@ -46,6 +46,8 @@ def encoder_hash(model_cfg, num_frames: int, frame_size: tuple | None) -> str:
         "num_frames": int(num_frames),
         "frame_size": list(frame_size) if frame_size else None,
     }
+    if (cfg.get("face") or {}).get("enabled"):  # the face stream's expert output is cached with the encoders
+        parts["face"] = cfg["face"]
     if cfg["audio"].get("source") == "random" or cfg["vision"].get("source") == "random":
         parts["seed"] = cfg["seed"]  # random encoders are built from the model seed
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
@@ -226,9 +228,11 @@ def keep_modalities(enc: EncodedBatch, keep: Sequence[str]) -> EncodedBatch:
     if "audio" not in keep:
         t["audio_tokens"].zero_()
         t["audio_mask"].zero_()
-    if "vision" not in keep:
-        for k in ("global_patches", "global_cls", "global_mask", "temporal_tokens", "temporal_mask"):
-            t[k].zero_()
+    if "vision" not in keep:  # the face stream is seen in the frames too
+        for k in ("global_patches", "global_cls", "global_mask", "temporal_tokens", "temporal_mask",
+                  "face_tokens", "face_mask"):
+            if k in t:
+                t[k].zero_()
     transcripts = list(enc.transcripts) if "text" in keep else [None] * len(enc)
     return EncodedBatch.from_tensors(t, transcripts)
 

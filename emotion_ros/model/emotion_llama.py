@@ -7,6 +7,7 @@ Frozen: audio encoder, vision encoder, LLM base weights. Trainable: fusion, adap
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from torch import nn
 from emotion_ros.model.config import InferenceOptions, ModelConfig
 from emotion_ros.model.adapter import ModalAdapter
 from emotion_ros.model.audio_encoder import AudioEncoder
+from emotion_ros.model.face_encoder import FaceEncoder, expert_distribution
 from emotion_ros.model.fusion import ConvAttentionFusion
 from emotion_ros.model.llm import DecodeRules, EmotionLLM, Prompt
 from emotion_ros.model.prompt import (TEMPLATES, PromptTemplate, instruction as make_instruction,
@@ -43,20 +45,25 @@ class EncodedBatch:
     temporal_tokens: torch.Tensor  # [B, 64, C]
     temporal_mask: torch.Tensor  # [B]
     transcripts: list = field(default_factory=list)  # list[str | None] (raw; sanitised at prompt time)
+    face_tokens: torch.Tensor | None = None  # [B, num_frames, 8] (profiles with the face stream)
+    face_mask: torch.Tensor | None = None  # [B, num_frames]
 
     TENSORS = ("audio_tokens", "audio_mask", "global_patches", "global_cls", "global_mask",
                "temporal_tokens", "temporal_mask")
+    OPTIONAL = ("face_tokens", "face_mask")
 
     def __len__(self) -> int:
         return self.audio_tokens.shape[0]
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """The tensors by name (e.g. for safetensors caching; transcripts travel separately)."""
-        return {k: getattr(self, k) for k in self.TENSORS}
+        names = self.TENSORS + tuple(k for k in self.OPTIONAL if getattr(self, k) is not None)
+        return {k: getattr(self, k) for k in names}
 
     @classmethod
     def from_tensors(cls, tensors: dict[str, torch.Tensor], transcripts: list) -> "EncodedBatch":
-        return cls(**{k: tensors[k] for k in cls.TENSORS}, transcripts=list(transcripts))
+        return cls(**{k: tensors[k] for k in cls.TENSORS}, transcripts=list(transcripts),
+                   **{k: tensors[k] for k in cls.OPTIONAL if k in tensors})
 
     def to(self, device) -> "EncodedBatch":
         return EncodedBatch.from_tensors({k: v.to(device) for k, v in self.tensors().items()}, self.transcripts)
@@ -68,7 +75,8 @@ class EncodedBatch:
 
     @classmethod
     def cat(cls, batches: Sequence["EncodedBatch"]) -> "EncodedBatch":
-        return cls.from_tensors({k: torch.cat([getattr(b, k) for b in batches]) for k in cls.TENSORS},
+        names = batches[0].tensors().keys()
+        return cls.from_tensors({k: torch.cat([getattr(b, k) for b in batches]) for k in names},
                                 [t for b in batches for t in b.transcripts])
 
 
@@ -85,22 +93,26 @@ class Prediction:
 
 class EmotionLLaMA(nn.Module):
     def __init__(self, cfg: ModelConfig, audio_encoder: AudioEncoder, vision_encoder: MultiviewVisionEncoder,
-                 llm: EmotionLLM, template: PromptTemplate | None = None):
+                 llm: EmotionLLM, template: PromptTemplate | None = None, face_encoder: FaceEncoder | None = None):
         super().__init__()
         self.cfg = cfg
         if template is None:
             if cfg.template not in TEMPLATES:
                 raise ValueError(f"unknown prompt template {cfg.template!r}; choose one of {sorted(TEMPLATES)}")
             template = TEMPLATES[cfg.template]
+        if face_encoder is not None:  # the face stream goes into the prompt after the template's streams
+            template = dataclasses.replace(template, stream_order=tuple(template.stream_order) + ("face",))
         self.template = template
         self.audio_encoder = audio_encoder
         self.vision_encoder = vision_encoder
+        self.face_encoder = face_encoder
         fc = cfg.fusion
         self.fusion = ConvAttentionFusion(audio_encoder.dim, vision_encoder.dim, fc.mlp_hidden, fc.width,
                                           fc.num_blocks, fc.kernel_size, fc.out_dim, fc.num_tokens,
                                           fc.use_attention, fc.use_conv, fc.dropout)
         self.adapter = ModalAdapter(fc.out_dim, vision_encoder.dim, vision_encoder.dim, audio_encoder.dim,
-                                    llm.hidden_size, image_group=cfg.vision.global_token_group)
+                                    llm.hidden_size, image_group=cfg.vision.global_token_group,
+                                    face_dim=face_encoder.dim if face_encoder is not None else 0)
         self.llm = llm
         # (audio tokens, temporal tokens, global CLS, global patches) -> adapter outputs by stream; None =
         # this module's fusion + adapter (another runtime: emotion_ros.inference.backends)
@@ -130,6 +142,8 @@ class EmotionLLaMA(nn.Module):
         prefix KV, label scoring method); the computed quantities stay the same."""
         self.options = options
         self.vision_encoder.set_cache(options.frame_cache)
+        if self.face_encoder is not None:
+            self.face_encoder.set_cache(options.frame_cache)
         # pool_padding (the official model's audio features) needs the padded input whatever the option says
         self.audio_encoder.padded = options.audio_padded or self.audio_encoder.pool_padding
         self.llm.set_options(options)
@@ -150,12 +164,19 @@ class EmotionLLaMA(nn.Module):
             globals_.append(g)
             stamps.append((w.meta or {}).get("global_frame_stamp_ns"))
         v = self.vision_encoder(globals_, [w.frames for w in windows], [w.frame_stamps_ns for w in windows], stamps)
+        t_vision = time.perf_counter()
+        face = None
+        if self.face_encoder is not None:
+            face = self.face_encoder([w.frames for w in windows], [w.frame_stamps_ns for w in windows])
         if stage_ms is not None:
             stage_ms["audio_enc"] = (t_audio - t) * 1e3
-            stage_ms["vision_enc"] = (time.perf_counter() - t_audio) * 1e3
+            stage_ms["vision_enc"] = (t_vision - t_audio) * 1e3
             stage_ms["frames_encoded"] = float(self.vision_encoder.last_computed)
+            if face is not None:
+                stage_ms["face_enc"] = (time.perf_counter() - t_vision) * 1e3
         return EncodedBatch(a.tokens, a.mask, v.global_patches, v.global_cls, v.global_mask, v.temporal,
-                            v.temporal_mask, [w.transcript for w in windows])
+                            v.temporal_mask, [w.transcript for w in windows],
+                            face.tokens if face is not None else None, face.mask if face is not None else None)
 
     # -- 2. fusion + adapter + prompt ----------------------------------------------------------------
     def streams(self, enc: EncodedBatch) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -171,12 +192,17 @@ class EmotionLLaMA(nn.Module):
             "video": enc.temporal_mask[:, None].expand(-1, proj["video"].shape[1]),
             "audio": enc.audio_mask,
         }
+        if self.face_encoder is not None:
+            proj["face"] = self.adapter.face(enc.face_tokens.to(proj["audio"].dtype))
+            masks["face"] = enc.face_mask
         return {k: (proj[k] * masks[k].unsqueeze(-1).to(proj[k].dtype), masks[k]) for k in proj}
 
     def expert_labels(self, enc: EncodedBatch, labels: Sequence[str], i: int = 0) -> dict[str, float] | None:
         """The real-face expert's expression distribution of sample ``i`` mapped onto ``labels`` (None when the
         profile has no face expert or no face was seen)."""
-        return None
+        if enc.face_tokens is None:
+            return None
+        return expert_distribution(enc.face_tokens[i].cpu(), enc.face_mask[i].cpu(), labels)
 
     def project(self, audio_tokens, temporal_tokens, global_cls, global_patches) -> dict[str, torch.Tensor]:
         """Conv-Attention fusion, then the modal adapter: the LLM-width tokens of each stream (unmasked)."""
@@ -401,6 +427,21 @@ def _build_llm(cfg: ModelConfig):
     raise ValueError(f"unknown llm kind {c.kind!r}")
 
 
+def _build_face(cfg: ModelConfig) -> FaceEncoder | None:
+    f = cfg.face
+    if not f.enabled:
+        return None
+    from emotion_ros.model import face_encoder
+
+    if f.source == "fer":
+        expert = face_encoder.fer_expert(f.detect_every)
+    elif f.source == "random":
+        expert = face_encoder.random_expert(cfg.seed)
+    else:
+        raise ValueError(f"unknown face expert source {f.source!r}; choose fer or random")
+    return FaceEncoder(expert, cfg.vision.num_frames)
+
+
 def build_model(cfg: ModelConfig, device: str | torch.device = "cpu") -> EmotionLLaMA:
     """Build the model of a profile config in eval mode. Random parts are seeded with ``cfg.seed``
     (without touching the global RNG), so two builds of the same config are identical."""
@@ -421,8 +462,9 @@ def build_model(cfg: ModelConfig, device: str | torch.device = "cpu") -> Emotion
         vision = MultiviewVisionEncoder(backbone.to(device), v.global_size, v.temporal_size, v.num_frames,
                                         v.temporal_grid, temporal_mean=v.temporal_mean, temporal_std=v.temporal_std,
                                         global_resize=v.global_resize)
+        face = _build_face(cfg)
         torch.manual_seed(cfg.seed + 2)
-        model = EmotionLLaMA(cfg, audio, vision, llm)
+        model = EmotionLLaMA(cfg, audio, vision, llm, face_encoder=face)
     if cfg.trainable_path:
         from emotion_ros.model.checkpoint import load_trainable
 
