@@ -33,6 +33,7 @@ from typing import Sequence
 import torch
 
 from emotion_ros.evaluation import metrics as M
+from emotion_ros.io import write_text
 from emotion_ros_training.threads import torch_threads
 
 
@@ -290,8 +291,7 @@ def _main(ns) -> int:
     res["seconds"] = time.time() - t0
     text = json.dumps(res, indent=1)
     if ns.out:
-        Path(ns.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(ns.out).write_text(text)
+        write_text(ns.out, text)
     summary = {k: res[k] for k in ("overall", "avg", "avg_over", "undefined", "per_kind", "conflict", "chance",
                                    "dropped", "seconds")}
     print(json.dumps(summary, indent=1))

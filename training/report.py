@@ -32,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from emotion_ros.io import sha256_file
+from emotion_ros.io import sha256_file, write_text
 
 VARIANTS = {
     # name: (stage, init-from variant, modalities, model overrides, description)
@@ -100,7 +100,7 @@ def run_variant(name: str, ns, out: Path, cache: str) -> dict:
         t1 = time.time()
         metrics = evaluate_cached(model, fc, records, modalities=mods, think=think, progress=not ns.no_progress)
         eval_seconds = time.time() - t1
-        saved.write_text(json.dumps({"key": key, "metrics": metrics, "eval_seconds": eval_seconds}, indent=1))
+        write_text(saved, json.dumps({"key": key, "metrics": metrics, "eval_seconds": eval_seconds}, indent=1))
     md = read_config(final).get("metadata") or {}
     return {"variant": name, "description": desc, "stage": stage, "modalities": list(mods),
             "overrides": overrides, "final": str(final), "reused": bool(reuse),
@@ -286,8 +286,8 @@ def _main(ns, argv) -> int:
         "results": results,
         "feature_probe": run_probe(ns, cache),
     }
-    (out / "report.json").write_text(json.dumps(report, indent=1))
-    (out / "report.md").write_text(render_markdown(report))
+    write_text(out / "report.json", json.dumps(report, indent=1))
+    write_text(out / "report.md", render_markdown(report))
     print((out / "report.md").read_text())
     return 0
 

@@ -31,7 +31,6 @@ import random
 import shutil
 import signal
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +39,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from emotion_ros.io import sha256_file
+from emotion_ros.io import atomic_dir, sha256_file, write_json, write_text
 
 from emotion_ros_training import distributed as D
 from emotion_ros_training.curriculum import STAGES, Curriculum
@@ -91,15 +90,6 @@ def step_seed(seed: int, stage: str, step: int, rank: int) -> int:
     h = hashlib.sha256(f"{seed}/{stage}/{step}/{rank}".encode()).digest()
     return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
 
-
-
-def _write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _parse_value(text: str):
@@ -282,9 +272,7 @@ class Trainer:
         self.ckpt_root.mkdir(parents=True, exist_ok=True)
         name = f"step_{self.step:07d}"
         final = self.ckpt_root / name
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=self.ckpt_root))
-        os.chmod(tmp, 0o755)
-        try:
+        with atomic_dir(final, fsync=True) as tmp:  # a killed run never leaves half a checkpoint
             save_trainable(self.model, tmp / "trainable", metadata={"stage": self.args.stage, "step": self.step})
             opt_t, opt_meta = optimizer_to_files(self.opt, self.names)
             save_file(opt_t, str(tmp / "optimizer.safetensors"))
@@ -306,19 +294,14 @@ class Trainer:
                 "files": {f: sha256_file(tmp / f) for f in ("optimizer.safetensors", "rng.safetensors")},
                 "saved_unix": time.time(),
             }
-            _write_json_atomic(tmp / "state.json", state)
-            if final.exists():
-                shutil.rmtree(final)
-            os.rename(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        _write_json_atomic(self.ckpt_root / "latest.json", {"checkpoint": name, "step": self.step})
+            write_json(tmp / "state.json", state)
+        write_json(self.ckpt_root / "latest.json", {"checkpoint": name, "step": self.step}, fsync=True)
         steps = sorted(p for p in self.ckpt_root.glob("step_*") if p.is_dir())
         for old in steps[: max(0, len(steps) - self.sr.keep_checkpoints)]:
             shutil.rmtree(old, ignore_errors=True)
-        for stale in self.ckpt_root.glob(".step_*.tmp-*"):  # left by a killed run
-            shutil.rmtree(stale, ignore_errors=True)
+        for pattern in (".step_*.tmp", ".step_*.old.*", ".step_*.tmp-*"):  # left by a killed run
+            for stale in self.ckpt_root.glob(pattern):
+                shutil.rmtree(stale, ignore_errors=True)
         D.barrier(self.info)
         return final
 
@@ -353,9 +336,7 @@ class Trainer:
                 if rec.get("kind") == "train" and rec.get("step", 0) > self.step:
                     continue
                 kept.append(line)
-            tmp = self.metrics_path.with_suffix(".tmp")
-            tmp.write_text("".join(k + "\n" for k in kept))
-            os.replace(tmp, self.metrics_path)
+            write_text(self.metrics_path, "".join(k + "\n" for k in kept))
         self._log(f"resumed from {path} at step {self.step}")
 
     # -- one optimiser step ------------------------------------------------------------------------
@@ -509,7 +490,7 @@ class Trainer:
             metrics = evaluate_cached(self.model, self.cache, self.eval_records, modalities=self.args.modalities,
                                       progress=self.args.progress)
             metrics["seconds"] = time.time() - t0
-            _write_json_atomic(self.stage_dir / "eval.json", metrics)
+            write_json(self.stage_dir / "eval.json", metrics)
             with open(self.metrics_path, "a") as f:
                 f.write(json.dumps({"kind": "eval", "stage": self.args.stage, "step": self.step,
                                     "split": self.args.eval_split, "accuracy": metrics["overall"]["accuracy"],

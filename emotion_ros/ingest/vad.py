@@ -15,7 +15,6 @@ runs so the node can show it on /diagnostics.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 import importlib.util
@@ -23,6 +22,8 @@ from importlib import metadata
 from pathlib import Path
 
 import numpy as np
+
+from emotion_ros.io import sha256_file
 
 SAMPLE_RATE = 16_000
 FRAME = 512  # samples per VAD step at 16 kHz (32 ms)
@@ -59,7 +60,7 @@ def silero_provenance() -> dict:
         "package": SILERO_PACKAGE,
         "version": metadata.version(SILERO_PACKAGE),
         "file": str(path),
-        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "sha256": sha256_file(path),
         "licence": "MIT",
     }
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from emotion_ros.ingest.errors import InputError
+from emotion_ros.io import atomic_file
 
 SPLITS = ("train", "val", "test")
 MODALITIES = ("audio", "vision", "text")  # same names as emotion_ros.ingest.window.modality_names
@@ -293,8 +294,7 @@ def write_manifest(path: str | os.PathLike, records: Iterable[ClipRecord]) -> in
     base = path.parent.resolve()
     seen: set[str] = set()
     n = 0
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8") as f:  # a failed write keeps the old file
         for rec in records:
             try:
                 rec.validate()
@@ -305,5 +305,4 @@ def write_manifest(path: str | os.PathLike, records: Iterable[ClipRecord]) -> in
             seen.add(rec.clip_id)
             f.write(json.dumps(rec.to_dict(base), ensure_ascii=False, allow_nan=False) + "\n")
             n += 1
-    os.replace(tmp, path)
     return n

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion_ros.io import write_text
 from emotion_ros_training.data.manifest import MER6, ClipRecord, think_target, write_manifest
 from emotion_ros_training.data.media import write_media
 from emotion_ros_training.synth import face as face_mod
@@ -267,7 +268,7 @@ def generate(cfg: SynthConfig, out_dir: str | os.PathLike, progress: bool = Fals
             "num": cfg.num, "duration_s": cfg.duration_s, "fps": cfg.fps, "size": list(cfg.size),
             "label_space": MER6.to_dict(), "test_fraction": cfg.test_fraction,
             "conflict_fraction": cfg.conflict_fraction, "missing_fraction": cfg.missing_fraction}
-    Path(out_dir, "generation.json").write_text(json.dumps(info, indent=2) + "\n")
+    write_text(Path(out_dir, "generation.json"), json.dumps(info, indent=2) + "\n")
     return records
 
 
