@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion_ros.ingest.window import AUDIO_SAMPLE_RATE
 from emotion_ros.io import write_text
 from emotion_ros_training.data.manifest import MER6, ClipRecord, think_target, write_manifest
 from emotion_ros_training.data.media import write_media
@@ -131,7 +132,7 @@ def _talking_envelope(audio: np.ndarray, n_frames: int, fps: int, sr: int) -> np
 def generate_clip(plan: ClipPlan, cfg: SynthConfig, out_dir: str) -> ClipRecord:
     """Render, speak, write and describe one clip."""
     rng = np.random.default_rng([cfg.seed, plan.index])
-    sr = speech_mod.SAMPLE_RATE
+    sr = AUDIO_SAMPLE_RATE
     n_frames = int(round(cfg.duration_s * cfg.fps))
     n_samples = int(round(cfg.duration_s * sr))
     face_emotion, voice_emotion, text_emotion = _modal_emotions(plan, rng, cfg)
