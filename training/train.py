@@ -14,6 +14,10 @@ Output, per stage, in ``DIR/stage<S>/``:
   ``eval.json`` (held-out metrics when --eval-split is given).
 Stage 2 starts from ``DIR/stage1/final`` unless ``--init`` names another checkpoint.
 
+A stage folder that already holds a run (checkpoints or final weights) is refused unless ``--resume``
+(continue it) or ``--overwrite`` (delete it and start again) says what to do: a fresh start deletes the
+earlier run's checkpoints, and a Stage 2 may have been built on its weights.
+
 Resume (``--resume``) restores everything from the latest checkpoint and continues at the saved step.
 Data order and dropout depend only on (seed, stage, step), so an interrupted + resumed run computes
 exactly the steps of an uninterrupted one (no step repeated or lost); log lines written after the
@@ -50,6 +54,10 @@ from emotion_ros_training.threads import torch_threads
 STATE_FORMAT = "emotion_ros.train_state/1"
 
 
+class RunExistsError(RuntimeError):
+    """The stage folder already holds a run, and neither --resume nor --overwrite says what to do with it."""
+
+
 @dataclass
 class TrainArgs:
     recipe: str
@@ -57,6 +65,7 @@ class TrainArgs:
     stage: str
     out: str
     resume: bool = False
+    overwrite: bool = False  # start again over an existing run of this stage (its checkpoints are deleted)
     init: str | None = None  # trainable checkpoint to start from (default for stage 2: OUT/stage1/final)
     cache: str | None = None  # feature cache root (default OUT/feature_cache)
     split: str = "train"
@@ -176,8 +185,41 @@ class Trainer:
         if self.info.is_main:
             print(f"[train stage {self.args.stage}] {msg}", file=sys.stderr, flush=True)
 
+    def existing_run(self) -> str | None:
+        """What an earlier run of this stage left in its folder (checkpoints, final weights), or None."""
+        found = []
+        steps = sorted(p.name for p in self.ckpt_root.glob("step_*") if p.is_dir()) if self.ckpt_root.is_dir() else []
+        if steps:
+            found.append(f"checkpoints up to {steps[-1]}")
+        if (self.stage_dir / "final").is_dir():
+            found.append("final weights")
+        return ", ".join(found) or None
+
+    def check_existing_run(self) -> None:
+        """Refuse to start over an earlier run unless told: a fresh start deletes its checkpoints."""
+        if self.args.resume and self.args.overwrite:
+            raise ValueError("--resume continues the existing run and --overwrite deletes it: give one of them")
+        found = self.existing_run()
+        if found is None:
+            return
+        if self.args.resume:
+            if self.latest_checkpoint() is None:  # nothing to continue from: a fresh start would delete it
+                raise RunExistsError(f"{self.stage_dir} holds {found} but no checkpoint to resume from: pass "
+                                     f"--overwrite instead of --resume to delete it and start again")
+            return
+        if not self.args.overwrite:
+            raise RunExistsError(
+                f"{self.stage_dir} already holds a stage-{self.args.stage} run ({found}): pass --resume to "
+                f"continue it, or --overwrite to delete it and start again")
+        stage2 = self.out / "stage2"
+        note = (f"; note: {stage2} was trained from the Stage-1 weights being replaced"
+                if self.args.stage == "1" and stage2.is_dir() else "")
+        self._log(f"--overwrite: deleting the earlier run in {self.stage_dir} ({found}){note}")
+
     def setup(self) -> None:
         from emotion_ros.model.emotion_llama import build_model
+
+        self.check_existing_run()
         from emotion_ros_training.data.manifest import read_manifest
         from emotion_ros_training.features import FeatureCache
 
@@ -233,11 +275,15 @@ class Trainer:
                 load_trainable(self.model, init)
                 self._log(f"initialised from {init}")
             D.broadcast_params(self.params, self.info)
-            if self.info.is_main:  # a fresh run starts a fresh log and never resumes an older run's state
+            if self.info.is_main:  # a fresh run (checked above) starts a fresh log, no older state or weights
                 if self.metrics_path.exists():
                     self.metrics_path.unlink()
                 if self.ckpt_root.exists():
                     shutil.rmtree(self.ckpt_root)
+                if (self.stage_dir / "final").exists():  # an interrupted fresh run must not leave the old weights
+                    shutil.rmtree(self.stage_dir / "final")
+                for name in ("eval.json", "loss.png"):
+                    (self.stage_dir / name).unlink(missing_ok=True)
         D.barrier(self.info)
 
     # -- checkpoints -------------------------------------------------------------------------------
@@ -519,6 +565,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--stage", required=True, choices=list(STAGES))
     ap.add_argument("--out", required=True, help="run directory (stage<S>/ subfolders are created)")
     ap.add_argument("--resume", action="store_true", help="continue from the stage's latest checkpoint")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="delete an existing run of this stage and start again (without --resume or --overwrite an "
+                         "existing run is refused)")
     ap.add_argument("--init", help="trainable checkpoint to start from (stage 2 default: OUT/stage1/final)")
     ap.add_argument("--cache", help="feature cache root (default OUT/feature_cache)")
     ap.add_argument("--split", default="train")
@@ -548,6 +597,7 @@ def args_from_cli(ns: argparse.Namespace) -> TrainArgs:
         overrides[k] = _parse_value(v)
     mods = tuple(m.strip() for m in ns.modalities.split(",") if m.strip())
     return TrainArgs(recipe=ns.recipe, manifest=ns.manifest, stage=ns.stage, out=ns.out, resume=ns.resume,
+                     overwrite=ns.overwrite,
                      init=ns.init, cache=ns.cache, split=ns.split, eval_split=ns.eval_split, steps=ns.steps,
                      batch_size=ns.batch_size, lr=ns.lr, micro_batch=ns.micro_batch,
                      checkpoint_every=ns.checkpoint_every, seed=ns.seed, stop_after=ns.stop_after,
@@ -559,7 +609,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     ns = build_parser().parse_args(argv)
-    result = train(args_from_cli(ns))
+    try:
+        result = train(args_from_cli(ns))
+    except RunExistsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(result, indent=1, default=str))
     return 0
