@@ -175,6 +175,20 @@ def cmd_evaluate(args) -> int:
 
 # ---------------------------------------------------------------------------------------- make-bag
 def cmd_make_bag(args) -> int:
+    from emotion_ros.bags.bag_io import BagError
+    from emotion_ros.ingest.errors import InputError
+
+    try:
+        return _make_bag(args)
+    except BagError as e:  # one sentence, not a traceback
+        if e.reason == "exists":
+            raise SystemExit(f"make-bag: {e.path} already exists; pass --overwrite to replace it") from None
+        raise SystemExit(f"make-bag: {e}") from None
+    except (InputError, ValueError) as e:  # unreadable manifest or media, no clips
+        raise SystemExit(f"make-bag: {e}") from None
+
+
+def _make_bag(args) -> int:
     from emotion_ros.bags.clips import BagTopics, make_bag_from_clips, make_bags_per_clip, write_synthetic_bag
 
     if args.synthetic:
