@@ -6,6 +6,7 @@ those cached features (the frozen encoders run once).
 import json
 import os
 import socket
+from pathlib import Path
 
 import pytest
 import torch
@@ -130,10 +131,14 @@ def test_two_stages_train_loss_falls_and_evaluate(synth, tmp_path):
 
     mpath = tmp_path / "metrics.json"
     assert eval_main(["--checkpoint", str(out / "stage2" / "final"), "--manifest", synth["manifest"],
-                      "--cache", synth["cache"], "--out", str(mpath), "--no-progress", "--threads", "1"]) == 0
+                      "--out", str(mpath), "--no-progress", "--threads", "1"]) == 0
     m = json.loads(mpath.read_text())
     assert m["overall"]["n"] == n_test and m["per_dataset"]["SYNTH"]["metric"] == "accuracy"
     assert m["dropped"] == {}
+    # without --cache it reads the features training cached (recorded in the checkpoint), none recomputed
+    # into the data folder
+    assert m["feature_cache"].startswith(str(Path(synth["cache"]).resolve()))
+    assert not (Path(synth["manifest"]).parent / "feature_cache").exists()
 
     # fp16 export (what ships) loads into the fp32 model of the recorded config, close to the original
     from emotion_ros_training.export import export

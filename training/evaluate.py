@@ -226,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checkpoint", required=True, help="trainable checkpoint dir (e.g. RUN/stage2/final)")
     ap.add_argument("--manifest", required=True)
     ap.add_argument("--split", default="test")
-    ap.add_argument("--cache", help="feature cache root (default: next to the manifest)")
+    ap.add_argument("--cache", help="feature cache root (default: the cache training used for this checkpoint: "
+                                    "recorded in it, or RUN/feature_cache of its run; else $EMOTION_ROS_CACHE/features)")
     ap.add_argument("--frame-size", type=int, nargs=2, metavar=("W", "H"),
                     help="decode size used when the features were cached (tiny recipe: 64 64)")
     ap.add_argument("--modalities", default="audio,vision,text")
@@ -279,7 +280,11 @@ def _main(ns) -> int:
     if not records:
         raise SystemExit(f"{ns.manifest}: no records in split {ns.split!r}")
     frame_size = tuple(ns.frame_size) if ns.frame_size else None
-    cache = open_cache(model, meta, ns.cache or str(Path(ns.manifest).parent / "feature_cache"), frame_size)
+    from emotion_ros_training.features import default_cache_root
+
+    cache_root = ns.cache or str(default_cache_root(ns.checkpoint, meta.get("metadata")))
+    print(f"features: cache {cache_root}", file=sys.stderr)
+    cache = open_cache(model, meta, cache_root, frame_size)
     records = cache.ensure(records, model, progress=not ns.no_progress)
     mods = tuple(m.strip() for m in ns.modalities.split(",") if m.strip())
     res = evaluate_cached(model, cache, records, mods, ns.think, progress=not ns.no_progress, wheels=wheels,
@@ -288,6 +293,7 @@ def _main(ns) -> int:
     res["manifest"] = str(ns.manifest)
     res["split"] = ns.split
     res["dropped"] = dict(cache.stats.drops)
+    res["feature_cache"] = str(cache.dir)
     res["seconds"] = time.time() - t0
     text = json.dumps(res, indent=1)
     if ns.out:

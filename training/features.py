@@ -79,6 +79,45 @@ def clip_key(record: ClipRecord, enc_hash: str) -> str:
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
 
 
+RUN_CACHE = "feature_cache"  # training's default cache: RUN/feature_cache, next to the run's stage folders
+
+
+def run_cache_root(run_dir: str | os.PathLike) -> Path:
+    """The feature cache ``emotion_ros_training.train --out RUN`` uses when no --cache is given."""
+    return Path(run_dir) / RUN_CACHE
+
+
+def _run_of(checkpoint: str | os.PathLike) -> Path | None:
+    """RUN for a checkpoint inside a training run (RUN/stage<S>/final, RUN/stage<S>/checkpoints/...)."""
+    path = Path(checkpoint).resolve()
+    for parent in [path, *path.parents]:
+        if parent.name.startswith("stage") and parent.name[5:] in ("1", "2", "joint"):
+            return parent.parent
+    return None
+
+
+def default_cache_root(checkpoint: str | os.PathLike, metadata: dict | None = None) -> Path:
+    """Where the features of a trained checkpoint's encoders are (or go) when no --cache is given: the
+    cache training used (recorded in the checkpoint's metadata, or RUN/feature_cache of the run the
+    checkpoint, or the checkpoint it was exported from, lies in); failing both, the user cache
+    ($EMOTION_ROS_CACHE/features), never the data folder. Entries are keyed by encoder settings, so any
+    of these roots is safe to share."""
+    metadata = metadata or {}
+    recorded = metadata.get("feature_cache")
+    if recorded and Path(recorded).is_dir():
+        return Path(recorded)
+    for source in (checkpoint, metadata.get("exported_from")):
+        run = _run_of(source) if source else None
+        if run is not None and run_cache_root(run).is_dir():
+            return run_cache_root(run)
+    run = _run_of(checkpoint)
+    if run is not None:
+        return run_cache_root(run)
+    from emotion_ros.backbones.cache import cache_dir
+
+    return cache_dir() / "features"
+
+
 @dataclass
 class CacheStats:
     hits: int = 0

@@ -240,7 +240,10 @@ class Trainer:
         eval_records = []
         if self.args.eval_split:
             eval_records = [r for r in read_manifest(self.args.manifest) if r.split == self.args.eval_split]
-        cache_root = self.args.cache or str(self.out / "feature_cache")
+        from emotion_ros_training.features import run_cache_root
+
+        cache_root = self.args.cache or str(run_cache_root(self.out))
+        self.cache_root = str(Path(cache_root).resolve())
         self.cache = FeatureCache(cache_root, self.cfg, self.cfg.vision.num_frames, self.recipe.frame_size)
         t0 = time.time()
         usable = self.cache.ensure(records + eval_records, self.model, self.recipe.encode_batch, self.info.rank,
@@ -521,6 +524,7 @@ class Trainer:
                 "stage": self.args.stage, "steps": self.step, "recipe": self.recipe.name,
                 "stage_recipe": dataclasses.asdict(self.sr), "seed": self.recipe.seed,
                 "manifest": str(self.args.manifest), "modalities": list(self.args.modalities),
+                "feature_cache": self.cache_root,
                 "world_size": self.info.world})
             try:
                 from emotion_ros_training.plots import plot_losses
