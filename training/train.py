@@ -564,9 +564,11 @@ def train(args: TrainArgs, model=None) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m emotion_ros_training.train", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--recipe", required=True, choices=["tiny", "nano", "paper"])
+    ap.add_argument("--recipe", required=True, choices=["tiny", "nano", "paper"],
+                    help="model profile + optimiser/schedule settings (emotion_ros_training.recipes)")
     ap.add_argument("--manifest", required=True, help="MMEVerse-format JSONL manifest")
-    ap.add_argument("--stage", required=True, choices=list(STAGES))
+    ap.add_argument("--stage", required=True, choices=list(STAGES),
+                    help="1 perception (labels), 2 cognition (labels + reasoning, from stage 1), joint (both from scratch)")
     ap.add_argument("--out", required=True, help="run directory (stage<S>/ subfolders are created)")
     ap.add_argument("--resume", action="store_true", help="continue from the stage's latest checkpoint")
     ap.add_argument("--overwrite", action="store_true",
@@ -574,21 +576,21 @@ def build_parser() -> argparse.ArgumentParser:
                          "existing run is refused)")
     ap.add_argument("--init", help="trainable checkpoint to start from (stage 2 default: OUT/stage1/final)")
     ap.add_argument("--cache", help="feature cache root (default OUT/feature_cache)")
-    ap.add_argument("--split", default="train")
+    ap.add_argument("--split", default="train", help="manifest split trained on (default train)")
     ap.add_argument("--eval-split", help="evaluate this split at the end of the stage (e.g. test)")
-    ap.add_argument("--steps", type=int)
+    ap.add_argument("--steps", type=int, help="optimiser steps of the stage (default: the recipe's)")
     ap.add_argument("--batch-size", type=int, help="GLOBAL batch size")
     ap.add_argument("--lr", type=float, help="peak learning rate")
-    ap.add_argument("--micro-batch", type=int)
-    ap.add_argument("--checkpoint-every", type=int)
-    ap.add_argument("--seed", type=int)
+    ap.add_argument("--micro-batch", type=int, help="samples per forward pass (gradient accumulation); default: the recipe's")
+    ap.add_argument("--checkpoint-every", type=int, help="steps between resumable checkpoints (default: the recipe's)")
+    ap.add_argument("--seed", type=int, help="seed of data order, dropout and initialisation (default: the recipe's)")
     ap.add_argument("--stop-after", type=int, help="stop (with a checkpoint) after N steps of this invocation")
     ap.add_argument("--modalities", default="audio,vision,text", help="inputs kept, e.g. 'audio' (ablations)")
     ap.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                     help="model config override, e.g. fusion__use_attention=false")
-    ap.add_argument("--threads", type=int)
-    ap.add_argument("--max-records", type=int)
-    ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--threads", type=int, help="torch threads per process (1 is fastest on a busy 2-core machine)")
+    ap.add_argument("--max-records", type=int, help="train on the first N clips of the split only (quick tries)")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     return ap
 
 

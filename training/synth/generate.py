@@ -282,17 +282,25 @@ def _progress(it, total, enabled):
     yield from tqdm(it, total=total, desc="synth clips", unit="clip")
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m emotion_ros_training.synth.generate",
+                                 description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="output directory (clips/ + manifest.jsonl)")
     ap.add_argument("--num", type=int, default=100, help="number of clips")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--seed", type=int, default=0, help="random seed (same arguments, same bytes)")
+    ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes rendering clips")
     ap.add_argument("--duration", type=float, default=2.0, help="clip length in seconds")
-    ap.add_argument("--size", type=int, nargs=2, default=(224, 224), metavar=("W", "H"))
-    ap.add_argument("--test-fraction", type=float, default=0.2)
-    ap.add_argument("--conflict-fraction", type=float, default=0.1)
-    ap.add_argument("--missing-fraction", type=float, default=0.12)
+    ap.add_argument("--size", type=int, nargs=2, default=(224, 224), metavar=("W", "H"), help="frame size in pixels")
+    ap.add_argument("--test-fraction", type=float, default=0.2, help="share of clips in split test (per label)")
+    ap.add_argument("--conflict-fraction", type=float, default=0.1,
+                    help="share of conflict clips (face and voice show different emotions)")
+    ap.add_argument("--missing-fraction", type=float, default=0.12,
+                    help="share of missing-modality clips (no audio, no video, no face)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
     args = ap.parse_args(argv)
     if args.num < 1:
         ap.error("--num must be >= 1")
