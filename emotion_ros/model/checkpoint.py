@@ -19,6 +19,7 @@ a ``.NAME.*.tmp`` directory, never a half-written checkpoint under the real name
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -251,11 +252,9 @@ def _check_lora_config(path: Path, model) -> None:
 def attach_file(directory, name: str, data: bytes) -> Path:
     """Add (or replace) one file in an existing checkpoint folder, recorded in config.json with its sha256
     and size like the others; the folder is swapped as a whole (emotion_ros.io.atomic_dir)."""
-    from emotion_ros.io import atomic_dir
-
     directory = Path(directory)
     meta = read_config(directory)
-    with atomic_dir(directory) as tmp:
+    with atomic_dir(directory, fsync=True) as tmp:
         for p in directory.iterdir():
             if p.is_file() and p.name not in (name, CONFIG_FILE):
                 shutil.copy2(p, tmp / p.name)
