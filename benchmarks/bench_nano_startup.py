@@ -68,9 +68,9 @@ def run_child(mode: str, cache: Path) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--warm-runs", type=int, default=2)
+    ap.add_argument("--warm-runs", type=int, default=2, help="warm starts timed after the cold one (best is kept)")
     ap.add_argument("--profile", action="store_true", help="also time build_model(get_profile('nano')) warm")
-    ap.add_argument("--out", default=str(ROOT / "out" / "bench" / "nano_startup.json"))
+    ap.add_argument("--out", default=str(ROOT / "out" / "bench" / "nano_startup.json"), help="result JSON")
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="emotion_ros_cache_") as tmp:

@@ -38,16 +38,16 @@ def load_session(bag: Path):
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--profile", default="tiny")
+    ap.add_argument("--profile", default="tiny", help="model profile of the node (tiny, nano)")
     ap.add_argument("--checkpoint", default=None, help="default: models/nano/adapters for nano, none otherwise")
-    ap.add_argument("--seconds", type=float, default=60.0)
-    ap.add_argument("--bag", type=Path, default=ROOT / "samples" / "synth_session")
-    ap.add_argument("--reasoning-every", type=int, default=4)
-    ap.add_argument("--window", type=float, default=2.0)
-    ap.add_argument("--hop", type=float, default=0.5)
+    ap.add_argument("--seconds", type=float, default=60.0, help="how long the session is re-published")
+    ap.add_argument("--bag", type=Path, default=ROOT / "samples" / "synth_session", help="bag re-published in a loop")
+    ap.add_argument("--reasoning-every", type=int, default=4, help="node parameter reasoning_every (0 = no reasoning)")
+    ap.add_argument("--window", type=float, default=2.0, help="node window length (s)")
+    ap.add_argument("--hop", type=float, default=0.5, help="node hop (s)")
     ap.add_argument("--llm-precision", default="mixed",
                     help="node parameter llm_precision (launch/perceive.yaml deploys mixed on CPUs)")
-    ap.add_argument("--out", type=Path, default=ROOT / "out" / "bench")
+    ap.add_argument("--out", type=Path, default=ROOT / "out" / "bench", help="output folder (JSON + Markdown)")
     args = ap.parse_args()
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(150 + os.getpid() % 50))

@@ -372,7 +372,7 @@ def markdown(report: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--profiles", nargs="+", default=["tiny", "nano"])
+    ap.add_argument("--profiles", nargs="+", default=["tiny", "nano"], help="model profiles measured")
     ap.add_argument("--variants", nargs="+", default=["naive", "reference", "optimised", "optimised_ort"],
                     help="naive reference optimised optimised_ort optimised_<precision> (bfloat16, mixed: "
                          "emotion_ros/model/precision.py)")
@@ -381,16 +381,16 @@ def main(argv=None) -> int:
     ap.add_argument("--window", type=float, default=None, help="window length s (default: the params file's)")
     ap.add_argument("--hop", type=float, default=None, help="hop s (default: the params file's)")
     ap.add_argument("--max-windows", type=int, default=0, help="cap the windows per variant (0 = all)")
-    ap.add_argument("--reason-windows", type=int, default=2)
-    ap.add_argument("--reason-tokens", type=int, default=32)
-    ap.add_argument("--decode-tokens", type=int, default=32)
+    ap.add_argument("--reason-windows", type=int, default=2, help="windows whose reasoning stream is timed")
+    ap.add_argument("--reason-tokens", type=int, default=32, help="reasoning tokens generated per timed window")
+    ap.add_argument("--decode-tokens", type=int, default=32, help="tokens of the bare LLM decode comparison")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     ap.add_argument("--llama-cpp", action="store_true", help="also measure llama.cpp decode on the same LLM")
     ap.add_argument("--gguf", default=None, help="GGUF file of the merged LLM for --llama-cpp")
     ap.add_argument("--checkpoint", default=None,
                     help="trained weights (default: the params file's checkpoint, auto = the profile's shipped "
                          "adapters, none for tiny; '' = none)")
-    ap.add_argument("--out", default=str(ROOT / "out" / "bench"))
+    ap.add_argument("--out", default=str(ROOT / "out" / "bench"), help="output folder (JSON + Markdown)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

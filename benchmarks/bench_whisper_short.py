@@ -67,10 +67,10 @@ def time_it(fn, reps: int) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seconds", type=float, nargs="+", default=[2.0])
-    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--seconds", type=float, nargs="+", default=[2.0], help="window lengths measured (s)")
+    ap.add_argument("--reps", type=int, default=5, help="timed repetitions per length")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
-    ap.add_argument("--out", default=str(ROOT / "out" / "bench" / "whisper_short.json"))
+    ap.add_argument("--out", default=str(ROOT / "out" / "bench" / "whisper_short.json"), help="result JSON")
     args = ap.parse_args()
 
     import torch

@@ -183,11 +183,11 @@ def table(costs, extras, hop_s: float, efficiency: float = 0.5) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--window", type=float, default=2.0)
-    ap.add_argument("--hop", type=float, default=0.5)
+    ap.add_argument("--window", type=float, default=2.0, help="window length (s)")
+    ap.add_argument("--hop", type=float, default=0.5, help="hop (s): the time budget per window")
     ap.add_argument("--weight-bytes", type=float, default=2.0, help="2 = fp16/bf16, 1 = int8, 0.5 = int4")
     ap.add_argument("--efficiency", type=float, default=0.5, help="fraction of the compute peak real kernels reach")
-    ap.add_argument("--json", default=None)
+    ap.add_argument("--json", default=None, help="also write the table as JSON here")
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     costs, extras = window_costs(args.window, args.hop, args.weight_bytes)

@@ -128,7 +128,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tokens", type=int, default=48, help="tokens generated per prompt")
     ap.add_argument("--min-tokens", type=int, default=32, help="identical greedy tokens required")
-    ap.add_argument("--out", default=str(ROOT / "out" / "bench" / "parity_llama_cpp.json"))
+    ap.add_argument("--out", default=str(ROOT / "out" / "bench" / "parity_llama_cpp.json"), help="result JSON")
     args = ap.parse_args()
 
     llama_cpp = ensure_llama_cpp()

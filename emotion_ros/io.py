@@ -4,6 +4,10 @@ Atomic = written under a temporary name next to the target and renamed into plac
 crash, a full disk or a second process never leaves a half-written file or folder behind; readers see
 the old content or the new one. Used by the weight cache, checkpoints, training state, manifests and
 feature caches.
+
+``fsync=True`` also makes the result durable across a power cut: every file is flushed to disk before the
+rename and the parent folder after it (checkpoints and training state use it: losing them costs hours;
+caches do not, they are rebuilt from their source).
 """
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -43,8 +48,32 @@ def sha256_files(paths: list[Path], chunk: int = 4 << 20) -> str:
     return digest.hexdigest()
 
 
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    """fsync every file below ``root``, then every folder (deepest first), then ``root`` itself."""
+    folders = []
+    for dirpath, _dirs, files in os.walk(root):
+        folders.append(Path(dirpath))
+        for name in files:
+            _fsync_file(Path(dirpath) / name)
+    for folder in reversed(folders):
+        _fsync_dir(folder)
+
+
 @contextlib.contextmanager
-def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_file(path: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it is renamed onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,34 +83,52 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp_path
         os.chmod(tmp_path, _umask_mode(0o666))
+        if fsync:
+            _fsync_file(tmp_path)
         os.replace(tmp_path, path)
+        if fsync:
+            _fsync_dir(path.parent)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary directory next to ``path``; on success it replaces ``path`` as a whole."""
+def atomic_dir(path: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
+    """Yield a temporary directory next to ``path``; on success it replaces ``path`` as a whole.
+
+    An existing ``path`` is moved aside, the new folder renamed into place, and the old one removed; a
+    crash between the two renames leaves the old folder under ``.NAME.old.PID`` (never half a folder
+    under the real name). Temporary folders are named ``.NAME.*.tmp``.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp_path
         os.chmod(tmp_path, _umask_mode(0o777))
+        if fsync:
+            _fsync_tree(tmp_path)
         if path.exists():
-            old = path.with_name(f".{path.name}.old.{os.getpid()}")
+            old = path.with_name(f".{path.name}.old.{os.getpid()}.{time.time_ns()}")
             os.replace(path, old)
             os.replace(tmp_path, path)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp_path, path)
+        if fsync:
+            _fsync_dir(path.parent)
     finally:
         if tmp_path.exists():
             shutil.rmtree(tmp_path, ignore_errors=True)
 
 
-def write_json(path: str | os.PathLike, data: dict[str, Any]) -> None:
+def write_text(path: str | os.PathLike, text: str, fsync: bool = False) -> None:
+    """Write a UTF-8 text file atomically."""
+    with atomic_file(path, fsync=fsync) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path: str | os.PathLike, data: Any, fsync: bool = False) -> None:
     """Write JSON atomically (sorted keys, so identical content gives identical bytes)."""
-    with atomic_file(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n", fsync=fsync)

@@ -165,3 +165,25 @@ def test_missing_root_is_clear(tmp_path):
         get_adapter("meld")(str(tmp_path))
     with pytest.raises(FileNotFoundError, match="Session"):
         get_adapter("iemocap")(str(tmp_path))
+
+
+@pytest.mark.parametrize("name", ["mer2023", "meld", "iemocap", "mosi", "sims"])
+def test_command_line_on_a_wrong_folder_is_one_sentence(tmp_path, capsys, name):
+    out = tmp_path / "m.jsonl"
+    for root in (tmp_path / "missing", tmp_path):  # a folder that does not exist, one without the data set
+        assert adapters_main([name, "--root", str(root), "--out", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"error: {name}: ") and f"{name} --help" in err[0], err
+    assert not out.exists()
+
+
+def test_each_adapter_help_shows_its_own_layout(capsys):
+    texts = {}
+    for name in ("mer2023", "meld", "iemocap", "mosi"):
+        with pytest.raises(SystemExit):
+            adapters_main([name, "--help"])
+        texts[name] = capsys.readouterr().out
+        assert "Expected layout" in texts[name]
+    assert "train_sent_emo.csv" in texts["meld"] and "Session{1..5}" in texts["iemocap"]
+    assert "train-label.csv" in texts["mer2023"] and "label.csv" in texts["mosi"]
+    assert len(set(texts.values())) == 4  # not one generic text

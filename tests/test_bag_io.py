@@ -129,6 +129,22 @@ def test_writer_refuses_to_overwrite(tmp_path, sample_bag):
         BagWriter(sample_bag).open()
 
 
+def test_make_bag_onto_an_existing_folder_names_overwrite(tmp_path, capsys):
+    from emotion_ros.app.bag_commands import main
+
+    out = str(tmp_path / "session")
+    assert main(["make-bag", "--synthetic", "happy:1", out]) == 0
+    with pytest.raises(SystemExit) as e:
+        main(["make-bag", "--synthetic", "sad:2", out])
+    assert str(e.value) == f"make-bag: {out} already exists; pass --overwrite to replace it"
+    assert main(["make-bag", "--synthetic", "sad:2", out, "--overwrite"]) == 0
+    with BagReader(out) as bag:
+        assert (bag.end_ns - bag.start_ns) / 1e9 > 1.5  # the new 2 s session replaced the 1 s one
+    assert '"sad"' in (tmp_path / "session" / "annotations.json").read_text()
+    with pytest.raises(SystemExit, match=r"^make-bag: .*missing.jsonl: manifest file not found$"):
+        main(["make-bag", "--manifest", str(tmp_path / "missing.jsonl"), str(tmp_path / "other")])
+
+
 @pytest.mark.ros
 def test_rclpy_decodes_what_rosbags_wrote(sample_bag):
     from rclpy.serialization import deserialize_message, serialize_message

@@ -46,7 +46,7 @@ def test_files_and_config(trained):
     assert adapter_cfg["r"] == 4 and set(adapter_cfg["target_modules"]) == {"q_proj", "v_proj"}
     modal = load_file(str(d / MODAL_FILE))
     assert any(k.startswith("fusion.") for k in modal) and any(k.startswith("adapter.") for k in modal)
-    assert not [n for n in os.listdir(d.parent) if ".tmp-" in n]
+    assert not [n for n in os.listdir(d.parent) if n.startswith(".")]  # no temporary or moved-aside folder
 
 
 def test_roundtrip_bit_exact(trained):
@@ -85,12 +85,12 @@ def test_overwrite_is_atomic_swap(trained, tmp_path):
 
 def test_interrupted_save_leaves_no_checkpoint(tmp_path, monkeypatch):
     m = build_model(get_profile("tiny"))
-    import emotion_ros.model.checkpoint as ck
+    import emotion_ros.io as io
 
-    def boom(*a, **k):
+    def boom(*a, **k):  # killed after every file is written, before the folder is renamed into place
         raise KeyboardInterrupt("killed")
 
-    monkeypatch.setattr(ck, "_fsync_dir", boom)
+    monkeypatch.setattr(io, "_fsync_tree", boom)
     with pytest.raises(KeyboardInterrupt):
         save_trainable(m, tmp_path / "ck")
     assert os.listdir(tmp_path) == []  # neither the target nor a temp dir

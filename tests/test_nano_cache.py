@@ -53,6 +53,28 @@ def test_atomic_dir_replaces_whole_entry(tmp_cache):
     assert [p.name for p in tmp_cache.iterdir() if p.name.startswith(".e.")] == []
 
 
+def test_fsync_makes_every_file_and_folder_durable(tmp_cache, monkeypatch):
+    import os
+
+    import emotion_ros.io as io
+
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(io.os, "fsync", lambda fd: (synced.append(os.readlink(f"/proc/self/fd/{fd}")), real(fd)))
+    entry = tmp_cache / "ck"
+    with atomic_dir(entry, fsync=True) as tmp:
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "w.bin").write_bytes(b"w")
+        (tmp / "a.json").write_text("{}")
+    names = {Path(p).name for p in synced}
+    assert {"w.bin", "a.json", "sub", tmp_cache.name} <= names  # files, folders, and the parent after the rename
+    synced.clear()
+    with atomic_dir(tmp_cache / "plain") as tmp:  # caches: no fsync (rebuilt from their source)
+        (tmp / "x").write_text("1")
+    write_json(tmp_cache / "state.json", {"step": 1}, fsync=True)
+    assert [Path(p).name for p in synced][-1] == tmp_cache.name and len(synced) == 2
+
+
 def test_entry_validity_detects_source_change_and_damage(tmp_cache):
     entry = tmp_cache / "e"
     with atomic_dir(entry) as tmp:

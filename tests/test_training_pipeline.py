@@ -6,6 +6,7 @@ those cached features (the frozen encoders run once).
 import json
 import os
 import socket
+from pathlib import Path
 
 import pytest
 import torch
@@ -130,10 +131,14 @@ def test_two_stages_train_loss_falls_and_evaluate(synth, tmp_path):
 
     mpath = tmp_path / "metrics.json"
     assert eval_main(["--checkpoint", str(out / "stage2" / "final"), "--manifest", synth["manifest"],
-                      "--cache", synth["cache"], "--out", str(mpath), "--no-progress", "--threads", "1"]) == 0
+                      "--out", str(mpath), "--no-progress", "--threads", "1"]) == 0
     m = json.loads(mpath.read_text())
     assert m["overall"]["n"] == n_test and m["per_dataset"]["SYNTH"]["metric"] == "accuracy"
     assert m["dropped"] == {}
+    # without --cache it reads the features training cached (recorded in the checkpoint), none recomputed
+    # into the data folder
+    assert m["feature_cache"].startswith(str(Path(synth["cache"]).resolve()))
+    assert not (Path(synth["manifest"]).parent / "feature_cache").exists()
 
     # fp16 export (what ships) loads into the fp32 model of the recorded config, close to the original
     from emotion_ros_training.export import export
@@ -149,7 +154,7 @@ def test_two_stages_train_loss_falls_and_evaluate(synth, tmp_path):
         assert v.dtype == torch.float32 and torch.allclose(v, s2[k], atol=1e-3), k
 
 
-def test_resume_continues_from_the_saved_step(synth, tmp_path):
+def test_resume_continues_from_the_saved_step(synth, tmp_path, capsys):
     kw = dict(steps=6, batch_size=2, checkpoint_every=2)
     ref = tmp_path / "ref"
     Trainer(_args(synth, ref, **kw)).run()
@@ -181,10 +186,24 @@ def test_resume_continues_from_the_saved_step(synth, tmp_path):
     # resuming a finished stage does nothing
     r = Trainer(_args(synth, run, resume=True, **kw)).run()
     assert r["steps_this_run"] == 0 and r["step"] == 6
-    # a fresh (not --resume) run in the same directory forgets the old run's checkpoints and log
-    t = Trainer(_args(synth, run, **kw))
+    # a fresh start (neither --resume nor --overwrite) over the finished run is refused, and nothing is deleted
+    from emotion_ros_training.train import RunExistsError, main
+
+    with pytest.raises(RunExistsError, match=r"already holds a stage-1 run \(checkpoints up to step_0000006, "
+                                             r"final weights\): pass --resume .* or --overwrite"):
+        Trainer(_args(synth, run, **kw)).setup()
+    assert (ck / "step_0000006").is_dir() and (run / "stage1" / "final").is_dir()
+    argv = ["--recipe", "tiny", "--manifest", synth["manifest"], "--stage", "1", "--out", str(run),
+            "--cache", synth["cache"], "--no-progress"]
+    capsys.readouterr()
+    assert main(argv) == 2  # the command line: one sentence, no traceback
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "--overwrite" in err[0]
+    # --overwrite forgets the old run's checkpoints, log and final weights
+    t = Trainer(_args(synth, run, overwrite=True, **kw))
     t.setup()
     assert t.step == 0 and t.latest_checkpoint() is None and not (run / "stage1" / "metrics.jsonl").exists()
+    assert not (run / "stage1" / "final").exists()
 
 
 def _free_port():

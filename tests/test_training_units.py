@@ -189,6 +189,19 @@ def test_plot_losses_writes_png(tmp_path):
         plot_losses(empty, tmp_path / "x.png")
 
 
+def test_plots_command_on_a_missing_log_is_one_sentence(tmp_path, capsys):
+    from emotion_ros_training.plots import main
+
+    missing = tmp_path / "run" / "stage1" / "metrics.jsonl"
+    assert main([str(missing), "--out", str(tmp_path / "loss.png")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: metrics log {missing} not found (emotion_ros_training.train writes "
+                   "RUN/stage<S>/metrics.jsonl)"]
+    (tmp_path / "empty.jsonl").write_text("")
+    assert main([str(tmp_path / "empty.jsonl"), "--out", str(tmp_path / "loss.png")]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1 and not (tmp_path / "loss.png").exists()
+
+
 def test_feature_probe_learns_a_label_carried_by_one_modality():
     """The frozen-feature reference row: the label is readable from the audio tokens only -> the probe
     finds it; with the audio removed (missing modality = zeros) it falls to chance."""
@@ -222,3 +235,22 @@ def test_feature_probe_learns_a_label_carried_by_one_modality():
         acc = compute_metrics(test, preds)["overall"]["accuracy"]
         assert lo <= acc <= hi, (audio, acc)
         assert all(abs(sum(p["probs"]) - 1) < 1e-6 for p in preds)
+
+
+def test_evaluation_finds_the_feature_cache_training_used(tmp_path, monkeypatch):
+    from emotion_ros_training.features import default_cache_root, run_cache_root
+
+    monkeypatch.setenv("EMOTION_ROS_CACHE", str(tmp_path / "user"))
+    run = tmp_path / "run"
+    final = run / "stage2" / "final"
+    final.mkdir(parents=True)
+    assert run_cache_root(run) == run / "feature_cache"  # training's default for --out RUN
+    assert default_cache_root(final) == run / "feature_cache"  # the run the checkpoint is in
+    assert default_cache_root(run / "stage1" / "checkpoints" / "step_0000010" / "trainable") == run / "feature_cache"
+    own = tmp_path / "elsewhere"
+    own.mkdir()
+    assert default_cache_root(final, {"feature_cache": str(own)}) == own  # recorded by training
+    shipped = tmp_path / "models" / "adapters"
+    assert default_cache_root(shipped) == tmp_path / "user" / "features"  # never the data folder
+    (run / "feature_cache").mkdir()
+    assert default_cache_root(shipped, {"exported_from": str(final)}) == run / "feature_cache"

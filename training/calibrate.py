@@ -23,10 +23,10 @@ import hashlib
 import json
 import os
 import sys
-from pathlib import Path
 
 import torch
 
+from emotion_ros.io import write_text
 from emotion_ros.model.calibration import (FILE, Calibration, expected_calibration_error, fit_temperature,
                                            pooled_features, stream_stats)
 from emotion_ros_training.threads import torch_threads
@@ -143,13 +143,13 @@ def fit(model, cache, records, engine=None, config=None, real_bags=(), report_ba
     return cal, report
 
 
-def main(argv=None) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m emotion_ros_training.calibrate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", required=True, help="trainable checkpoint folder; calibration.json is added to it")
     ap.add_argument("--manifest", required=True, help="the training manifest (train split: feature statistics; "
                     "test split: temperature fit on one half, ECE on the other)")
-    ap.add_argument("--cache", help="feature cache root (default: next to the manifest)")
+    ap.add_argument("--cache", help="feature cache root (default: the cache training used for this checkpoint: "
+                                    "recorded in it, or RUN/feature_cache of its run; else $EMOTION_ROS_CACHE/features)")
     ap.add_argument("--real-bags", nargs="*", default=[], help="annotated real bags of the TUNING part (fit)")
     ap.add_argument("--report-bags", nargs="*", default=[], help="annotated real bags of the HELD-OUT part (report)")
     ap.add_argument("--min-confidence", type=float, default=0.5, help="calibrated confidence below this = unsure")
@@ -158,7 +158,12 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", default=None, help="profile for the bag runs (default: the checkpoint's)")
     ap.add_argument("--out", help="write the report JSON here")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
-    ns = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    ns = build_parser().parse_args(argv)
     from emotion_ros.config import PerceptionConfig
     from emotion_ros.inference.engine import InferenceEngine
     from emotion_ros.model.checkpoint import attach_file
@@ -168,7 +173,9 @@ def main(argv=None) -> int:
     with torch_threads(ns.threads):
         model, meta = load_checkpoint_model(ns.checkpoint)
         records = read_manifest(ns.manifest)
-        cache = open_cache(model, meta, ns.cache or str(Path(ns.manifest).parent / "feature_cache"))
+        from emotion_ros_training.features import default_cache_root
+
+        cache = open_cache(model, meta, ns.cache or str(default_cache_root(ns.checkpoint, meta.get("metadata"))))
         records = cache.ensure(records, model, progress=True)
         engine = config = None
         if ns.real_bags or ns.report_bags:
@@ -180,8 +187,7 @@ def main(argv=None) -> int:
     attach_file(ns.checkpoint, FILE, cal.to_json().encode())
     text = json.dumps(report, indent=1)
     if ns.out:
-        Path(ns.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(ns.out).write_text(text)
+        write_text(ns.out, text)
     print(text)
     return 0
 

@@ -33,6 +33,7 @@ from typing import Sequence
 import torch
 
 from emotion_ros.evaluation import metrics as M
+from emotion_ros.io import write_text
 from emotion_ros_training.threads import torch_threads
 
 
@@ -218,17 +219,17 @@ def load_checkpoint_model(checkpoint: str, device: str = "cpu"):
     return build_model(cfg, device=device), meta
 
 
-def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m emotion_ros_training.evaluate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", required=True, help="trainable checkpoint dir (e.g. RUN/stage2/final)")
-    ap.add_argument("--manifest", required=True)
-    ap.add_argument("--split", default="test")
-    ap.add_argument("--cache", help="feature cache root (default: next to the manifest)")
+    ap.add_argument("--manifest", required=True, help="MMEVerse-format JSONL manifest of the clips")
+    ap.add_argument("--split", default="test", help="manifest split to evaluate (default test)")
+    ap.add_argument("--cache", help="feature cache root (default: the cache training used for this checkpoint: "
+                                    "recorded in it, or RUN/feature_cache of its run; else $EMOTION_ROS_CACHE/features)")
     ap.add_argument("--frame-size", type=int, nargs=2, metavar=("W", "H"),
                     help="decode size used when the features were cached (tiny recipe: 64 64)")
-    ap.add_argument("--modalities", default="audio,vision,text")
+    ap.add_argument("--modalities", default="audio,vision,text",
+                    help="inputs kept, comma list of audio, vision, text (the others are removed like a missing input)")
     ap.add_argument("--think", type=int, default=0, help="also generate reasoning for the first N clips")
     ap.add_argument("--wheels", metavar="DIR",
                     help="the official emotion_wheel folder (format.csv, synonym.xlsx, wheel1..5.xlsx) for hit rate / OV F")
@@ -236,7 +237,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="WAF of the sentiment sets: the paper's script (default) or AffectGPT's")
     ap.add_argument("--out", help="write the metrics JSON here")
     ap.add_argument("--threads", type=int, help="torch threads (1 is fastest on a busy 2-core machine)")
-    ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    ap = build_parser()
     ns = ap.parse_args(argv)
     with torch_threads(ns.threads):
         return _main(ns)
@@ -278,7 +286,11 @@ def _main(ns) -> int:
     if not records:
         raise SystemExit(f"{ns.manifest}: no records in split {ns.split!r}")
     frame_size = tuple(ns.frame_size) if ns.frame_size else None
-    cache = open_cache(model, meta, ns.cache or str(Path(ns.manifest).parent / "feature_cache"), frame_size)
+    from emotion_ros_training.features import default_cache_root
+
+    cache_root = ns.cache or str(default_cache_root(ns.checkpoint, meta.get("metadata")))
+    print(f"features: cache {cache_root}", file=sys.stderr)
+    cache = open_cache(model, meta, cache_root, frame_size)
     records = cache.ensure(records, model, progress=not ns.no_progress)
     mods = tuple(m.strip() for m in ns.modalities.split(",") if m.strip())
     res = evaluate_cached(model, cache, records, mods, ns.think, progress=not ns.no_progress, wheels=wheels,
@@ -287,11 +299,11 @@ def _main(ns) -> int:
     res["manifest"] = str(ns.manifest)
     res["split"] = ns.split
     res["dropped"] = dict(cache.stats.drops)
+    res["feature_cache"] = str(cache.dir)
     res["seconds"] = time.time() - t0
     text = json.dumps(res, indent=1)
     if ns.out:
-        Path(ns.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(ns.out).write_text(text)
+        write_text(ns.out, text)
     summary = {k: res[k] for k in ("overall", "avg", "avg_over", "undefined", "per_kind", "conflict", "chance",
                                    "dropped", "seconds")}
     print(json.dumps(summary, indent=1))

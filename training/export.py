@@ -44,13 +44,19 @@ def size_bytes(directory) -> int:
     return sum(p.stat().st_size for p in Path(directory).iterdir() if p.is_file())
 
 
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m emotion_ros_training.export", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--checkpoint", required=True, help="trained checkpoint folder (e.g. RUN/stage2/final)")
+    ap.add_argument("--out", required=True, help="checkpoint folder to write (replaced as a whole, atomically)")
+    ap.add_argument("--dtype", default="float16", choices=sorted(DTYPES),
+                    help="storage dtype of the trained tensors (loaded back into float32)")
+    ap.add_argument("--metadata", help="JSON object merged into the checkpoint's metadata")
+    return ap
+
+
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    ap = argparse.ArgumentParser(prog="python -m emotion_ros_training.export", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--checkpoint", required=True)
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--dtype", default="float16", choices=sorted(DTYPES))
-    ap.add_argument("--metadata", help="JSON object merged into the checkpoint's metadata")
+    ap = build_parser()
     ns = ap.parse_args(argv)
     path = export(ns.checkpoint, ns.out, ns.dtype, json.loads(ns.metadata) if ns.metadata else None)
     print(json.dumps({"out": str(path), "bytes": size_bytes(path)}))

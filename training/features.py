@@ -10,8 +10,8 @@ of that clip (batch dimension 1) and, in the safetensors metadata, the clip id a
 - key: SHA-256 of (clip id, encoder hash, start/end, modalities, subtitle, and per media file its
   SHA-256 and size). Editing or regenerating a clip's media therefore misses the cache; a different
   encoder setting lands in a different folder.
-Writes go to a temporary file renamed into place (a killed run never leaves a half-written entry), so
-several processes may fill the same cache; each rank encodes its share of the missing clips.
+Writes go through ``emotion_ros.io.atomic_file`` (a temporary file renamed into place: a killed run never
+leaves a half-written entry), so several processes may fill the same cache; each rank encodes its share of the missing clips.
 
 Clips whose media cannot be decoded are dropped and counted by reason (never silently).
 """
@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Sequence
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from emotion_ros.io import sha256_file
+from emotion_ros.io import atomic_file, sha256_file, write_json
 from emotion_ros.model.emotion_llama import EncodedBatch
 from emotion_ros_training.data.manifest import ClipRecord, InputError
 
@@ -78,6 +77,45 @@ def clip_key(record: ClipRecord, enc_hash: str) -> str:
         "modalities": sorted(record.modalities), "subtitle": record.subtitle, "media": media,
     }
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+
+
+RUN_CACHE = "feature_cache"  # training's default cache: RUN/feature_cache, next to the run's stage folders
+
+
+def run_cache_root(run_dir: str | os.PathLike) -> Path:
+    """The feature cache ``emotion_ros_training.train --out RUN`` uses when no --cache is given."""
+    return Path(run_dir) / RUN_CACHE
+
+
+def _run_of(checkpoint: str | os.PathLike) -> Path | None:
+    """RUN for a checkpoint inside a training run (RUN/stage<S>/final, RUN/stage<S>/checkpoints/...)."""
+    path = Path(checkpoint).resolve()
+    for parent in [path, *path.parents]:
+        if parent.name.startswith("stage") and parent.name[5:] in ("1", "2", "joint"):
+            return parent.parent
+    return None
+
+
+def default_cache_root(checkpoint: str | os.PathLike, metadata: dict | None = None) -> Path:
+    """Where the features of a trained checkpoint's encoders are (or go) when no --cache is given: the
+    cache training used (recorded in the checkpoint's metadata, or RUN/feature_cache of the run the
+    checkpoint, or the checkpoint it was exported from, lies in); failing both, the user cache
+    ($EMOTION_ROS_CACHE/features), never the data folder. Entries are keyed by encoder settings, so any
+    of these roots is safe to share."""
+    metadata = metadata or {}
+    recorded = metadata.get("feature_cache")
+    if recorded and Path(recorded).is_dir():
+        return Path(recorded)
+    for source in (checkpoint, metadata.get("exported_from")):
+        run = _run_of(source) if source else None
+        if run is not None and run_cache_root(run).is_dir():
+            return run_cache_root(run)
+    run = _run_of(checkpoint)
+    if run is not None:
+        return run_cache_root(run)
+    from emotion_ros.backbones.cache import cache_dir
+
+    return cache_dir() / "features"
 
 
 @dataclass
@@ -168,21 +206,14 @@ class FeatureCache:
         tensors = {k: v.detach().cpu().contiguous() for k, v in enc.tensors().items()}
         meta = {"format": CACHE_FORMAT, "clip_id": record.clip_id,
                 "transcript": json.dumps(enc.transcripts[0]), "encoder_hash": self.enc_hash}
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".safetensors", dir=self.dir)
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata=meta)
-            os.replace(tmp, self.path(record))
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        with atomic_file(self.path(record)) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
 
     def _write_failures(self, failed: dict[str, str]) -> None:
         # one small JSON per failed clip key: readable by every rank after the barrier
         for clip_id, reason in failed.items():
             rec_key = self._keys[clip_id]
-            (self.dir / f"{rec_key}.failed.json").write_text(json.dumps({"clip_id": clip_id, "reason": reason}))
+            write_json(self.dir / f"{rec_key}.failed.json", {"clip_id": clip_id, "reason": reason})
 
     def _read_failures(self) -> dict[str, str]:
         out = {}

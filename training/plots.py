@@ -85,13 +85,26 @@ def plot_losses(paths, out, title: str | None = None) -> Path:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m emotion_ros_training.plots", description=__doc__.split("\n\n")[0])
-    ap.add_argument("logs", nargs="+", help="metrics.jsonl files, in stage order")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--title")
-    ns = ap.parse_args(argv)
-    print(plot_losses(ns.logs, ns.out, ns.title))
+    ap.add_argument("logs", nargs="+", help="metrics.jsonl files (RUN/stage<S>/metrics.jsonl), in stage order")
+    ap.add_argument("--out", required=True, help="PNG file to write")
+    ap.add_argument("--title", help="plot title (default: 'training loss')")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = build_parser().parse_args(argv)
+    missing = [p for p in ns.logs if not Path(p).is_file()]
+    if missing:  # one sentence, not a FileNotFoundError traceback
+        print(f"error: metrics log {', '.join(missing)} not found (emotion_ros_training.train writes "
+              f"RUN/stage<S>/metrics.jsonl)", file=sys.stderr)
+        return 2
+    try:
+        print(plot_losses(ns.logs, ns.out, ns.title))
+    except ValueError as e:  # logs without a single training line
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -32,7 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-from emotion_ros.io import sha256_file
+from emotion_ros.io import sha256_file, write_text
 
 VARIANTS = {
     # name: (stage, init-from variant, modalities, model overrides, description)
@@ -100,7 +100,7 @@ def run_variant(name: str, ns, out: Path, cache: str) -> dict:
         t1 = time.time()
         metrics = evaluate_cached(model, fc, records, modalities=mods, think=think, progress=not ns.no_progress)
         eval_seconds = time.time() - t1
-        saved.write_text(json.dumps({"key": key, "metrics": metrics, "eval_seconds": eval_seconds}, indent=1))
+        write_text(saved, json.dumps({"key": key, "metrics": metrics, "eval_seconds": eval_seconds}, indent=1))
     md = read_config(final).get("metadata") or {}
     return {"variant": name, "description": desc, "stage": stage, "modalities": list(mods),
             "overrides": overrides, "final": str(final), "reused": bool(reuse),
@@ -230,24 +230,29 @@ def render_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m emotion_ros_training.report", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--recipe", required=True, choices=["tiny", "nano", "paper"])
-    ap.add_argument("--manifest", required=True)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--recipe", required=True, choices=["tiny", "nano", "paper"], help="training recipe of every variant")
+    ap.add_argument("--manifest", required=True, help="MMEVerse-format JSONL manifest (train + held-out split)")
+    ap.add_argument("--out", required=True, help="report folder: report.md, report.json and one run folder per variant")
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of {list(VARIANTS)}")
-    ap.add_argument("--split", default="test")
+    ap.add_argument("--split", default="test", help="held-out split the variants are scored on (default test)")
     ap.add_argument("--cache", help="feature cache root (default OUT/feature_cache)")
     ap.add_argument("--steps-scale", type=float, default=1.0, help="multiply every variant's recipe steps")
     ap.add_argument("--reuse", help="run dir whose stage1/final and stage2/final are used as is")
-    ap.add_argument("--seed", type=int)
+    ap.add_argument("--seed", type=int, help="training seed of every variant (default: the recipe's)")
     ap.add_argument("--think", type=int, default=6,
                     help="also generate the reasoning (think task) for the first N test clips of the variants "
                          "trained with reasoning data (stage2, joint)")
     ap.add_argument("--threads", type=int, help="torch threads (1 is fastest on a busy 2-core machine)")
-    ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    ap = build_parser()
     ns = ap.parse_args(argv)
     from emotion_ros_training.threads import torch_threads
 
@@ -286,8 +291,8 @@ def _main(ns, argv) -> int:
         "results": results,
         "feature_probe": run_probe(ns, cache),
     }
-    (out / "report.json").write_text(json.dumps(report, indent=1))
-    (out / "report.md").write_text(render_markdown(report))
+    write_text(out / "report.json", json.dumps(report, indent=1))
+    write_text(out / "report.md", render_markdown(report))
     print((out / "report.md").read_text())
     return 0
 

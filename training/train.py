@@ -14,6 +14,10 @@ Output, per stage, in ``DIR/stage<S>/``:
   ``eval.json`` (held-out metrics when --eval-split is given).
 Stage 2 starts from ``DIR/stage1/final`` unless ``--init`` names another checkpoint.
 
+A stage folder that already holds a run (checkpoints or final weights) is refused unless ``--resume``
+(continue it) or ``--overwrite`` (delete it and start again) says what to do: a fresh start deletes the
+earlier run's checkpoints, and a Stage 2 may have been built on its weights.
+
 Resume (``--resume``) restores everything from the latest checkpoint and continues at the saved step.
 Data order and dropout depend only on (seed, stage, step), so an interrupted + resumed run computes
 exactly the steps of an uninterrupted one (no step repeated or lost); log lines written after the
@@ -31,7 +35,6 @@ import random
 import shutil
 import signal
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +43,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from emotion_ros.io import sha256_file
+from emotion_ros.io import atomic_dir, sha256_file, write_json, write_text
 
 from emotion_ros_training import distributed as D
 from emotion_ros_training.curriculum import STAGES, Curriculum
@@ -51,6 +54,10 @@ from emotion_ros_training.threads import torch_threads
 STATE_FORMAT = "emotion_ros.train_state/1"
 
 
+class RunExistsError(RuntimeError):
+    """The stage folder already holds a run, and neither --resume nor --overwrite says what to do with it."""
+
+
 @dataclass
 class TrainArgs:
     recipe: str
@@ -58,6 +65,7 @@ class TrainArgs:
     stage: str
     out: str
     resume: bool = False
+    overwrite: bool = False  # start again over an existing run of this stage (its checkpoints are deleted)
     init: str | None = None  # trainable checkpoint to start from (default for stage 2: OUT/stage1/final)
     cache: str | None = None  # feature cache root (default OUT/feature_cache)
     split: str = "train"
@@ -91,15 +99,6 @@ def step_seed(seed: int, stage: str, step: int, rank: int) -> int:
     h = hashlib.sha256(f"{seed}/{stage}/{step}/{rank}".encode()).digest()
     return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
 
-
-
-def _write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _parse_value(text: str):
@@ -186,8 +185,41 @@ class Trainer:
         if self.info.is_main:
             print(f"[train stage {self.args.stage}] {msg}", file=sys.stderr, flush=True)
 
+    def existing_run(self) -> str | None:
+        """What an earlier run of this stage left in its folder (checkpoints, final weights), or None."""
+        found = []
+        steps = sorted(p.name for p in self.ckpt_root.glob("step_*") if p.is_dir()) if self.ckpt_root.is_dir() else []
+        if steps:
+            found.append(f"checkpoints up to {steps[-1]}")
+        if (self.stage_dir / "final").is_dir():
+            found.append("final weights")
+        return ", ".join(found) or None
+
+    def check_existing_run(self) -> None:
+        """Refuse to start over an earlier run unless told: a fresh start deletes its checkpoints."""
+        if self.args.resume and self.args.overwrite:
+            raise ValueError("--resume continues the existing run and --overwrite deletes it: give one of them")
+        found = self.existing_run()
+        if found is None:
+            return
+        if self.args.resume:
+            if self.latest_checkpoint() is None:  # nothing to continue from: a fresh start would delete it
+                raise RunExistsError(f"{self.stage_dir} holds {found} but no checkpoint to resume from: pass "
+                                     f"--overwrite instead of --resume to delete it and start again")
+            return
+        if not self.args.overwrite:
+            raise RunExistsError(
+                f"{self.stage_dir} already holds a stage-{self.args.stage} run ({found}): pass --resume to "
+                f"continue it, or --overwrite to delete it and start again")
+        stage2 = self.out / "stage2"
+        note = (f"; note: {stage2} was trained from the Stage-1 weights being replaced"
+                if self.args.stage == "1" and stage2.is_dir() else "")
+        self._log(f"--overwrite: deleting the earlier run in {self.stage_dir} ({found}){note}")
+
     def setup(self) -> None:
         from emotion_ros.model.emotion_llama import build_model
+
+        self.check_existing_run()
         from emotion_ros_training.data.manifest import read_manifest
         from emotion_ros_training.features import FeatureCache
 
@@ -208,7 +240,10 @@ class Trainer:
         eval_records = []
         if self.args.eval_split:
             eval_records = [r for r in read_manifest(self.args.manifest) if r.split == self.args.eval_split]
-        cache_root = self.args.cache or str(self.out / "feature_cache")
+        from emotion_ros_training.features import run_cache_root
+
+        cache_root = self.args.cache or str(run_cache_root(self.out))
+        self.cache_root = str(Path(cache_root).resolve())
         self.cache = FeatureCache(cache_root, self.cfg, self.cfg.vision.num_frames, self.recipe.frame_size)
         t0 = time.time()
         usable = self.cache.ensure(records + eval_records, self.model, self.recipe.encode_batch, self.info.rank,
@@ -243,11 +278,15 @@ class Trainer:
                 load_trainable(self.model, init)
                 self._log(f"initialised from {init}")
             D.broadcast_params(self.params, self.info)
-            if self.info.is_main:  # a fresh run starts a fresh log and never resumes an older run's state
+            if self.info.is_main:  # a fresh run (checked above) starts a fresh log, no older state or weights
                 if self.metrics_path.exists():
                     self.metrics_path.unlink()
                 if self.ckpt_root.exists():
                     shutil.rmtree(self.ckpt_root)
+                if (self.stage_dir / "final").exists():  # an interrupted fresh run must not leave the old weights
+                    shutil.rmtree(self.stage_dir / "final")
+                for name in ("eval.json", "loss.png"):
+                    (self.stage_dir / name).unlink(missing_ok=True)
         D.barrier(self.info)
 
     # -- checkpoints -------------------------------------------------------------------------------
@@ -282,9 +321,7 @@ class Trainer:
         self.ckpt_root.mkdir(parents=True, exist_ok=True)
         name = f"step_{self.step:07d}"
         final = self.ckpt_root / name
-        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=self.ckpt_root))
-        os.chmod(tmp, 0o755)
-        try:
+        with atomic_dir(final, fsync=True) as tmp:  # a killed run never leaves half a checkpoint
             save_trainable(self.model, tmp / "trainable", metadata={"stage": self.args.stage, "step": self.step})
             opt_t, opt_meta = optimizer_to_files(self.opt, self.names)
             save_file(opt_t, str(tmp / "optimizer.safetensors"))
@@ -306,19 +343,14 @@ class Trainer:
                 "files": {f: sha256_file(tmp / f) for f in ("optimizer.safetensors", "rng.safetensors")},
                 "saved_unix": time.time(),
             }
-            _write_json_atomic(tmp / "state.json", state)
-            if final.exists():
-                shutil.rmtree(final)
-            os.rename(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        _write_json_atomic(self.ckpt_root / "latest.json", {"checkpoint": name, "step": self.step})
+            write_json(tmp / "state.json", state)
+        write_json(self.ckpt_root / "latest.json", {"checkpoint": name, "step": self.step}, fsync=True)
         steps = sorted(p for p in self.ckpt_root.glob("step_*") if p.is_dir())
         for old in steps[: max(0, len(steps) - self.sr.keep_checkpoints)]:
             shutil.rmtree(old, ignore_errors=True)
-        for stale in self.ckpt_root.glob(".step_*.tmp-*"):  # left by a killed run
-            shutil.rmtree(stale, ignore_errors=True)
+        for pattern in (".step_*.tmp", ".step_*.old.*", ".step_*.tmp-*"):  # left by a killed run
+            for stale in self.ckpt_root.glob(pattern):
+                shutil.rmtree(stale, ignore_errors=True)
         D.barrier(self.info)
         return final
 
@@ -353,9 +385,7 @@ class Trainer:
                 if rec.get("kind") == "train" and rec.get("step", 0) > self.step:
                     continue
                 kept.append(line)
-            tmp = self.metrics_path.with_suffix(".tmp")
-            tmp.write_text("".join(k + "\n" for k in kept))
-            os.replace(tmp, self.metrics_path)
+            write_text(self.metrics_path, "".join(k + "\n" for k in kept))
         self._log(f"resumed from {path} at step {self.step}")
 
     # -- one optimiser step ------------------------------------------------------------------------
@@ -494,6 +524,7 @@ class Trainer:
                 "stage": self.args.stage, "steps": self.step, "recipe": self.recipe.name,
                 "stage_recipe": dataclasses.asdict(self.sr), "seed": self.recipe.seed,
                 "manifest": str(self.args.manifest), "modalities": list(self.args.modalities),
+                "feature_cache": self.cache_root,
                 "world_size": self.info.world})
             try:
                 from emotion_ros_training.plots import plot_losses
@@ -509,7 +540,7 @@ class Trainer:
             metrics = evaluate_cached(self.model, self.cache, self.eval_records, modalities=self.args.modalities,
                                       progress=self.args.progress)
             metrics["seconds"] = time.time() - t0
-            _write_json_atomic(self.stage_dir / "eval.json", metrics)
+            write_json(self.stage_dir / "eval.json", metrics)
             with open(self.metrics_path, "a") as f:
                 f.write(json.dumps({"kind": "eval", "stage": self.args.stage, "step": self.step,
                                     "split": self.args.eval_split, "accuracy": metrics["overall"]["accuracy"],
@@ -533,28 +564,33 @@ def train(args: TrainArgs, model=None) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m emotion_ros_training.train", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--recipe", required=True, choices=["tiny", "nano", "paper"])
+    ap.add_argument("--recipe", required=True, choices=["tiny", "nano", "paper"],
+                    help="model profile + optimiser/schedule settings (emotion_ros_training.recipes)")
     ap.add_argument("--manifest", required=True, help="MMEVerse-format JSONL manifest")
-    ap.add_argument("--stage", required=True, choices=list(STAGES))
+    ap.add_argument("--stage", required=True, choices=list(STAGES),
+                    help="1 perception (labels), 2 cognition (labels + reasoning, from stage 1), joint (both from scratch)")
     ap.add_argument("--out", required=True, help="run directory (stage<S>/ subfolders are created)")
     ap.add_argument("--resume", action="store_true", help="continue from the stage's latest checkpoint")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="delete an existing run of this stage and start again (without --resume or --overwrite an "
+                         "existing run is refused)")
     ap.add_argument("--init", help="trainable checkpoint to start from (stage 2 default: OUT/stage1/final)")
     ap.add_argument("--cache", help="feature cache root (default OUT/feature_cache)")
-    ap.add_argument("--split", default="train")
+    ap.add_argument("--split", default="train", help="manifest split trained on (default train)")
     ap.add_argument("--eval-split", help="evaluate this split at the end of the stage (e.g. test)")
-    ap.add_argument("--steps", type=int)
+    ap.add_argument("--steps", type=int, help="optimiser steps of the stage (default: the recipe's)")
     ap.add_argument("--batch-size", type=int, help="GLOBAL batch size")
     ap.add_argument("--lr", type=float, help="peak learning rate")
-    ap.add_argument("--micro-batch", type=int)
-    ap.add_argument("--checkpoint-every", type=int)
-    ap.add_argument("--seed", type=int)
+    ap.add_argument("--micro-batch", type=int, help="samples per forward pass (gradient accumulation); default: the recipe's")
+    ap.add_argument("--checkpoint-every", type=int, help="steps between resumable checkpoints (default: the recipe's)")
+    ap.add_argument("--seed", type=int, help="seed of data order, dropout and initialisation (default: the recipe's)")
     ap.add_argument("--stop-after", type=int, help="stop (with a checkpoint) after N steps of this invocation")
     ap.add_argument("--modalities", default="audio,vision,text", help="inputs kept, e.g. 'audio' (ablations)")
     ap.add_argument("--override", action="append", default=[], metavar="KEY=VALUE",
                     help="model config override, e.g. fusion__use_attention=false")
-    ap.add_argument("--threads", type=int)
-    ap.add_argument("--max-records", type=int)
-    ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--threads", type=int, help="torch threads per process (1 is fastest on a busy 2-core machine)")
+    ap.add_argument("--max-records", type=int, help="train on the first N clips of the split only (quick tries)")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     return ap
 
 
@@ -567,6 +603,7 @@ def args_from_cli(ns: argparse.Namespace) -> TrainArgs:
         overrides[k] = _parse_value(v)
     mods = tuple(m.strip() for m in ns.modalities.split(",") if m.strip())
     return TrainArgs(recipe=ns.recipe, manifest=ns.manifest, stage=ns.stage, out=ns.out, resume=ns.resume,
+                     overwrite=ns.overwrite,
                      init=ns.init, cache=ns.cache, split=ns.split, eval_split=ns.eval_split, steps=ns.steps,
                      batch_size=ns.batch_size, lr=ns.lr, micro_batch=ns.micro_batch,
                      checkpoint_every=ns.checkpoint_every, seed=ns.seed, stop_after=ns.stop_after,
@@ -578,7 +615,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     ns = build_parser().parse_args(argv)
-    result = train(args_from_cli(ns))
+    try:
+        result = train(args_from_cli(ns))
+    except RunExistsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps(result, indent=1, default=str))
     return 0

@@ -175,6 +175,20 @@ def cmd_evaluate(args) -> int:
 
 # ---------------------------------------------------------------------------------------- make-bag
 def cmd_make_bag(args) -> int:
+    from emotion_ros.bags.bag_io import BagError
+    from emotion_ros.ingest.errors import InputError
+
+    try:
+        return _make_bag(args)
+    except BagError as e:  # one sentence, not a traceback
+        if e.reason == "exists":
+            raise SystemExit(f"make-bag: {e.path} already exists; pass --overwrite to replace it") from None
+        raise SystemExit(f"make-bag: {e}") from None
+    except (InputError, ValueError) as e:  # unreadable manifest or media, no clips
+        raise SystemExit(f"make-bag: {e}") from None
+
+
+def _make_bag(args) -> int:
     from emotion_ros.bags.clips import BagTopics, make_bag_from_clips, make_bags_per_clip, write_synthetic_bag
 
     if args.synthetic:
@@ -206,7 +220,7 @@ def cmd_make_bag(args) -> int:
 def add_replay_commands(subparsers) -> None:
     """Register replay / record / evaluate / make-bag on an argparse subparsers object."""
     p = subparsers.add_parser("replay", help="publish a bag's camera/audio/transcript topics over ROS")
-    p.add_argument("bag")
+    p.add_argument("bag", help="rosbag2 folder to publish")
     p.add_argument("--rate", type=float, default=1.0, help="time scale (1 = real time, 0 = as fast as possible)")
     p.add_argument("--flow", action="store_true", help="wait for the node's state of each window (no drops)")
     p.add_argument("--topics", nargs="+", help="bag topics to publish (default: camera, audio, transcript)")
@@ -221,11 +235,12 @@ def add_replay_commands(subparsers) -> None:
     p.set_defaults(func=cmd_replay)
 
     p = subparsers.add_parser("record", help="record the node's outputs (and optionally inputs) to a bag")
-    p.add_argument("out")
+    p.add_argument("out", help="bag folder to create")
     p.add_argument("--topics", nargs="+", help="topics (default: /emotion/state /emotion/reasoning)")
     p.add_argument("--inputs", action="store_true", help="also record camera, audio and transcript")
-    p.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap")
-    p.add_argument("--stamp", choices=["receive", "header"], default="receive")
+    p.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="rosbag2 storage format (default mcap)")
+    p.add_argument("--stamp", choices=["receive", "header"], default="receive",
+                   help="bag time of a message: when it was received (default) or its header stamp")
     p.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0 = Ctrl-C)")
     p.set_defaults(func=cmd_record)
 
@@ -234,7 +249,7 @@ def add_replay_commands(subparsers) -> None:
     p.add_argument("--manifest", help="JSON/text list of bags (bag, annotations, states, dataset)")
     p.add_argument("--annotations", help="annotation file (for a single bag)")
     p.add_argument("--states", help="bag holding the recorded /emotion/state (default: the bag itself)")
-    p.add_argument("--state-topic", default="/emotion/state")
+    p.add_argument("--state-topic", default="/emotion/state", help="topic of the recorded states in --states (default /emotion/state)")
     p.add_argument("--offline", action="store_true",
                    help="compute the states offline with the node's windowing + model code (no DDS, deterministic)")
     _add_config_arguments(p)
@@ -260,20 +275,20 @@ def add_replay_commands(subparsers) -> None:
     p.set_defaults(func=cmd_evaluate)
 
     p = subparsers.add_parser("make-bag", help="annotated bag(s) from MMEVerse clips or a synthetic session")
-    p.add_argument("out")
+    p.add_argument("out", help="bag folder to create (with --per-clip: folder of one bag per clip)")
     p.add_argument("--manifest", help="MMEVerse JSONL manifest (emotion_ros_training.data.manifest)")
     p.add_argument("--split", default="", help="only clips of this split")
-    p.add_argument("--limit", type=int, default=0)
+    p.add_argument("--limit", type=int, default=0, help="at most this many clips (0 = all)")
     p.add_argument("--per-clip", action="store_true", help="one bag per clip under OUT")
     p.add_argument("--gap", type=float, default=0.0, help="seconds of no data between clips in one bag")
     p.add_argument("--synthetic", metavar="LABEL:S,...", help="generate a synthetic session instead")
-    p.add_argument("--dataset", default="")
-    p.add_argument("--fps", type=float, default=10.0)
-    p.add_argument("--max-side", type=int, default=320)
+    p.add_argument("--dataset", default="", help="data set name written into the annotations (--synthetic)")
+    p.add_argument("--fps", type=float, default=10.0, help="at most this many camera frames per second")
+    p.add_argument("--max-side", type=int, default=320, help="frames are scaled down to at most this many pixels a side")
     p.add_argument("--jpeg", type=int, default=0, metavar="QUALITY",
                    help="write frames as sensor_msgs/CompressedImage JPEG of this quality (0 = raw rgb8 Image)")
-    p.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="rosbag2 storage format (default mcap)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (else make-bag refuses)")
     p.set_defaults(func=cmd_make_bag)
 
 

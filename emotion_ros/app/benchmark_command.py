@@ -40,11 +40,12 @@ def add_benchmark_command(subparsers) -> None:
     p.add_argument("--waf-variant", choices=["emotion-llama-v2", "affectgpt"], default="emotion-llama-v2",
                    help="WAF of the sentiment sets: the paper's script (default) or AffectGPT's")
     p.add_argument("--cache", help="feature cache folder (default OUT/feature_cache)")
-    p.add_argument("--modalities", default="audio,vision,text")
+    p.add_argument("--modalities", default="audio,vision,text",
+                   help="inputs kept, comma list of audio, vision, text (the others are removed like a missing input)")
     p.add_argument("--frame-size", type=int, nargs=2, metavar=("W", "H"),
                    help="decode size (default: the recipe recorded in the checkpoint)")
     p.add_argument("--threads", type=int, help="torch threads")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--record-command", action="store_true", help="write the command into summary.md")
     p.set_defaults(func=cmd_benchmark)
 

@@ -79,12 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     from emotion_ros.app.official_command import add_import_official_command
 
     add_import_official_command(sub)
-    try:
-        from emotion_ros.app.bag_commands import add_replay_commands
-    except ImportError:  # replay tools not installed in this checkout
-        add_replay_commands = None
-    if add_replay_commands is not None:
-        add_replay_commands(sub)
+    from emotion_ros.app.bag_commands import add_replay_commands  # a broken import must fail, not hide commands
+
+    add_replay_commands(sub)
     return parser
 
 

@@ -13,7 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from emotion_ros.paths import default_params_file, package_root
+from emotion_ros.paths import default_params_file, package_root, resolve_checkpoint
 from emotion_ros.ingest.window import modality_names
 
 
@@ -23,7 +23,8 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params-file", type=Path, default=None, help="default: launch/perceive.yaml")
     parser.add_argument("--profile", default=None, help="override the model profile (tiny, nano, paper)")
     parser.add_argument("--checkpoint", default=None, help="override the trained-weights folder")
-    parser.add_argument("--no-reasoning", action="store_true", help="labels only")
+    parser.add_argument("--no-reasoning", action="store_true",
+                        help="labels only (automatic when the model has no trained weights: random text)")
     parser.add_argument("--startup-timeout", type=float, default=600.0,
                         help="seconds to wait for the node to load its model (first nano run converts weights)")
 
@@ -49,8 +50,18 @@ def run_demo(args) -> int:
     if not bags:
         print(f"demo: no rosbag2 folders in {samples}")
         return 2
+    t_start = time.monotonic()
     params = args.params_file or default_params_file()
     node_config = PerceptionConfig.load(params)  # flow control follows the node's window grid
+    profile = args.profile or node_config.engine.profile
+    checkpoint = args.checkpoint if args.checkpoint is not None else node_config.engine.checkpoint
+    untrained = not resolve_checkpoint(checkpoint, profile)
+    if untrained and not args.no_reasoning:
+        # A model without trained fusion/adapter/LoRA weights generates random tokens (with tiny: bytes
+        # such as '\x11=\x05B...'); printing them as "reasoning" would mislead, and skipping them is faster.
+        print(f"demo: profile {profile} without trained weights (checkpoint {checkpoint!r}): the labels come from "
+              "random weights, and reasoning is skipped (it would be random text)", flush=True)
+        args.no_reasoning = True
     overrides = ["-p", "autostart:=true"]
     if args.profile:
         overrides += ["-p", f"profile:={args.profile}"]
@@ -80,7 +91,11 @@ def run_demo(args) -> int:
         print(f"  state  #{rec.window_index:<3d} {_ns_to_s(rec.start_ns, t0[0]):5.1f}-{_ns_to_s(rec.end_ns, t0[0]):4.1f} s"
               f"  {rec.label:<9s} {rec.confidence:4.2f}  [{mods}]  {rec.latency_ms:6.0f} ms{text}{mark}", flush=True)
 
+    streams = {"open": set(), "last": time.monotonic()}  # reasoning streams not final yet; last message time
+
     def on_reasoning(msg) -> None:
+        streams["last"] = time.monotonic()
+        (streams["open"].discard if msg.final else streams["open"].add)(msg.window_index)
         if msg.final:
             answer = ""
             if msg.answer_label:
@@ -110,14 +125,13 @@ def run_demo(args) -> int:
             print(f"\n== {bag.name}", flush=True)
             config = PlayerConfig(rate=0.0, flow=True, topics=INPUT_TOPICS, windowing=node_config.windowing)
             stats = BagPlayer(bag, config, node=node, on_state=on_state).play()
-            # let the reasoning of the last window finish streaming
-            end = time.monotonic() + 10
-            while time.monotonic() < end and node_proc.poll() is None:
-                rclpy.spin_once(node, timeout_sec=0.1)
+            if not args.no_reasoning:  # let the reasoning of the last windows finish streaming
+                _wait_for_reasoning(node, node_proc, streams)
             print(f"   {stats.summary()}")
         if shown["annotated"]:
             print(f"\ndemo: {shown['states']} states; {shown['agree']}/{shown['annotated']} annotated windows agree "
                   "with the annotation")
+        print(f"demo: done in {time.monotonic() - t_start:.1f} s", flush=True)
         return 0
     finally:
         node.destroy_node()
@@ -127,6 +141,18 @@ def run_demo(args) -> int:
             node_proc.wait(15)
         except subprocess.TimeoutExpired:
             node_proc.kill()
+
+
+def _wait_for_reasoning(node, node_proc, streams, quiet_s: float = 2.0, limit_s: float = 10.0) -> None:
+    """Spin until every reasoning stream seen is final and none has spoken for ``quiet_s`` (a last window's
+    stream may start a little after its state), at most ``limit_s``. Replaces a fixed 10 s wait."""
+    import rclpy
+
+    end = time.monotonic() + limit_s
+    while time.monotonic() < end and node_proc.poll() is None:
+        if not streams["open"] and time.monotonic() - streams["last"] >= quiet_s:
+            return
+        rclpy.spin_once(node, timeout_sec=0.1)
 
 
 def _annotated_label(annotations, start_ns: int, end_ns: int):

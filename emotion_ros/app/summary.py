@@ -145,6 +145,6 @@ def _run(args) -> int:
 def add_summary_command(subparsers) -> argparse.ArgumentParser:
     """Register ``summary`` on the CLI's subparsers (called by emotion_ros.app.cli)."""
     p = subparsers.add_parser("summary", help="print the model summary of a profile (no weights needed)")
-    p.add_argument("--profile", default="tiny", choices=["tiny", "nano", "paper"])
+    p.add_argument("--profile", default="tiny", choices=["tiny", "nano", "paper"], help="model profile (default tiny)")
     p.set_defaults(func=_run)
     return p

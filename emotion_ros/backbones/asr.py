@@ -26,7 +26,6 @@ import numpy as np
 from emotion_ros.ingest.errors import InputError
 from emotion_ros.backbones import whisper_ct2
 
-SAMPLE_RATE = 16_000
 
 
 def _check_audio(audio) -> np.ndarray:

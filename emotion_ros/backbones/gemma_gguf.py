@@ -89,7 +89,8 @@ def _forget_gguf_origin(model) -> None:
     transformers' GGUF loader dequantises every tensor to an ordinary fp32 parameter but keeps its GGUF
     "quantizer" attached, and save_pretrained refuses to save models with that quantizer. Nothing is
     quantised any more, so the quantizer and the config's quantization_config are dropped. The greedy
-    tokens recorded before this step are compared after reloading (tests/test_nano_backbones.py).
+    tokens recorded before this step are compared after reloading
+    (tests/test_nano_gemma.py::test_cached_folder_reproduces_the_gguf_model).
     """
     model.hf_quantizer = None
     if hasattr(model, "is_quantized"):

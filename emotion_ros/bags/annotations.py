@@ -34,6 +34,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+from emotion_ros.io import write_text
+
 SCHEMA_VERSION = 1
 _RECORD_KEYS = {"start", "end", "label", "labels", "reasoning", "transcript", "id"}
 
@@ -96,9 +98,9 @@ class Annotations:
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         if path.suffix == ".csv":
-            path.write_text(self.to_csv())
+            write_text(path, self.to_csv())
         else:
-            path.write_text(json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
+            write_text(path, json.dumps(self.to_dict(), indent=2, ensure_ascii=False) + "\n")
         return path
 
     def to_csv(self) -> str:

@@ -210,7 +210,8 @@ class BagWriter:
     def open(self) -> "BagWriter":
         if self.path.exists():
             if not self.overwrite:
-                raise BagError(self.path, "exists", f"Bag '{self.path}' already exists (refusing to overwrite it).")
+                raise BagError(self.path, "exists", f"Bag '{self.path}' already exists (refusing to overwrite it "
+                                                    "without overwrite=True).")
             import shutil
 
             shutil.rmtree(self.path) if self.path.is_dir() else self.path.unlink()

@@ -4,7 +4,8 @@ A clip becomes camera frames (sensor_msgs/Image rgb8), 100 ms audio chunks (Audi
 mono) and its subtitle on /transcript (std_msgs/String), with publish time = media time (bag time =
 header stamps). Several clips are laid back to back in one bag, or one bag per clip;
 their labels go to `<bag>/annotations.json` (emotion_ros.bags.annotations format), so any dataset clip can
-be replayed through the node and scored. Video/audio are decoded with PyAV.
+be replayed through the node and scored. Video/audio are decoded by emotion_ros.ingest.media (PyAV), the
+decoder training uses too, so a clip in a bag holds the same samples as the clip in training.
 """
 from __future__ import annotations
 
@@ -13,17 +14,18 @@ import hashlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 
 from emotion_ros.bags.annotations import Annotations, Segment, from_clip_record, merge
 from emotion_ros.bags.bag_io import BagWriter
 from emotion_ros.ingest.image_conversion import rgb_to_compressed
+from emotion_ros.ingest.media import MediaError, decode_audio, iter_video_frames
+from emotion_ros.ingest.window import AUDIO_SAMPLE_RATE
 from emotion_ros.bags.typestore import AUDIO_CHUNK, COMPRESSED_IMAGE, IMAGE, STRING, header_msg, project_typestore
 
 NS = 1_000_000_000
-AUDIO_RATE = 16_000
 DEFAULT_T0_NS = 1_700_000_000 * NS  # a fixed, plausible epoch time: generated bags are reproducible
 
 
@@ -67,11 +69,11 @@ class _Messages:
         """float32 mono 16 kHz samples starting at t_ns, cut into chunks stamped with their first sample."""
         x = np.clip(np.asarray(samples, dtype=np.float32), -1.0, 1.0)
         pcm = np.clip(np.round(x * 32768.0), -32768, 32767).astype("<i2")
-        step = max(1, int(round(chunk_s * AUDIO_RATE)))
+        step = max(1, int(round(chunk_s * AUDIO_SAMPLE_RATE)))
         for i in range(0, len(pcm), step):
-            t = t_ns + round(i * NS / AUDIO_RATE)
+            t = t_ns + round(i * NS / AUDIO_SAMPLE_RATE)
             msg = self.store.types[AUDIO_CHUNK](
-                header=header_msg(self.store, t, "microphone"), sample_rate=AUDIO_RATE, channels=1,
+                header=header_msg(self.store, t, "microphone"), sample_rate=AUDIO_SAMPLE_RATE, channels=1,
                 sample_format="S16LE", data=np.frombuffer(pcm[i:i + step].tobytes(), dtype=np.uint8))
             self._add(t, self.topics.audio, AUDIO_CHUNK, msg)
 
@@ -105,8 +107,8 @@ def synthetic_frame(label: str, t_s: float, size=(64, 48)) -> np.ndarray:
 
 def synthetic_audio(label: str, duration_s: float, t_offset_s: float = 0.0) -> np.ndarray:
     """A tone whose pitch depends on the label, with a slow loudness contour (speech-like bursts)."""
-    n = int(round(duration_s * AUDIO_RATE))
-    t = t_offset_s + np.arange(n) / AUDIO_RATE
+    n = int(round(duration_s * AUDIO_SAMPLE_RATE))
+    t = t_offset_s + np.arange(n) / AUDIO_SAMPLE_RATE
     f0 = 120.0 + (_label_seed(label) % 200)
     envelope = 0.3 * (0.6 + 0.4 * np.sin(2 * np.pi * 1.5 * t))
     return (envelope * np.sin(2 * np.pi * f0 * t)).astype(np.float32)
@@ -145,69 +147,38 @@ def _field(record, name, default=None):
     return record.get(name, default) if isinstance(record, dict) else getattr(record, name, default)
 
 
-def decode_video(path: str | Path, start_s: float | None = None, end_s: float | None = None,
-                 max_fps: float = 15.0, max_side: int = 320) -> Iterator[tuple[float, np.ndarray]]:
-    """(media time in s from the clip start, RGB uint8 frame) with at most max_fps frames per second."""
-    import av
-
-    start = start_s or 0.0
-    with av.open(str(path)) as container:
-        if not container.streams.video:
-            return
-        stream = container.streams.video[0]
-        next_t = -1.0
-        for frame in container.decode(stream):
-            if frame.time is None:
-                continue
-            t = float(frame.time) - start
-            if t < 0 or (end_s is not None and frame.time >= end_s):
-                continue
-            if t + 1e-6 < next_t:
-                continue
-            next_t = t + 1.0 / max_fps
-            w, h = frame.width, frame.height
-            scale = min(1.0, max_side / max(w, h))
-            w2, h2 = max(2, int(round(w * scale / 2)) * 2), max(2, int(round(h * scale / 2)) * 2)
-            yield t, frame.to_ndarray(format="rgb24", width=w2, height=h2)
-
-
-def decode_audio(path: str | Path, start_s: float | None = None, end_s: float | None = None) -> np.ndarray:
-    """float32 mono 16 kHz samples of a media file's first audio stream (empty when it has none)."""
-    import av
-
-    chunks = []
-    with av.open(str(path)) as container:
-        if not container.streams.audio:
-            return np.zeros(0, dtype=np.float32)
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_RATE)
-        for frame in container.decode(container.streams.audio[0]):
-            for out in resampler.resample(frame):
-                chunks.append(out.to_ndarray().reshape(-1))
-        for out in resampler.resample(None):
-            chunks.append(out.to_ndarray().reshape(-1))
-    x = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, dtype=np.float32)
-    a = int(round((start_s or 0.0) * AUDIO_RATE))
-    b = None if end_s is None else int(round(end_s * AUDIO_RATE))
-    return x[a:b]
-
-
 def clip_messages(record, out: _Messages, t0_ns: int, max_fps: float = 15.0, max_side: int = 320) -> float:
-    """Add one clip's messages starting at t0_ns; returns the clip duration in seconds."""
+    """Add one clip's messages starting at t0_ns; returns the clip duration in seconds.
+
+    Media are decoded by emotion_ros.ingest.media (the decoder training uses too): frames and audio of
+    media time [start_s, end_s), placed so that media time start_s is bag time t0_ns. A separate audio
+    file holds exactly the clip (not trimmed). MediaError for a missing or unreadable file.
+    """
     video, audio_path = _field(record, "video_path"), _field(record, "audio_path")
     start_s, end_s = _field(record, "start_s"), _field(record, "end_s")
+    start = start_s or 0.0
     duration = 0.0
     if video:
-        for t, rgb in decode_video(video, start_s, end_s, max_fps, max_side):
-            out.image(t0_ns + round(t * NS), rgb)
-            duration = max(duration, t + 1.0 / max_fps)
+        try:
+            for t, rgb in iter_video_frames(video, start_s, end_s, max_fps=max_fps, max_side=max_side):
+                out.image(t0_ns + round((t - start) * NS), rgb)
+                duration = max(duration, t - start + 1.0 / max_fps)
+        except MediaError as e:
+            if e.reason != "no_video_stream":  # an audio-only file named as video: audio below
+                raise
     same_file = audio_path and video and Path(audio_path) == Path(video)
     source = audio_path or video
     if source:
-        samples = decode_audio(source, start_s if (same_file or not audio_path) else None,
-                               end_s if (same_file or not audio_path) else None)
+        trim = bool(same_file or not audio_path)
+        try:
+            samples = decode_audio(source, start_s if trim else None, end_s if trim else None)
+        except MediaError as e:
+            if e.reason != "no_audio_stream":
+                raise
+            samples = np.zeros(0, np.float32)
         if samples.size:
             out.audio(t0_ns, samples)
-            duration = max(duration, samples.size / AUDIO_RATE)
+            duration = max(duration, samples.size / AUDIO_SAMPLE_RATE)
     if duration <= 0:
         raise ValueError(f"clip {_field(record, 'clip_id') or video or audio_path}: no decodable video or audio")
     subtitle = _field(record, "subtitle")

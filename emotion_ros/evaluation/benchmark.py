@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from emotion_ros.evaluation import metrics as M
-from emotion_ros.io import atomic_file, write_json
+from emotion_ros.io import write_json, write_text
 
 # Table 4 of the paper (x100), in its column order (metrics.MMEVERSE_BENCH) then Avg-9 and Avg-18 as printed.
 _T4_COLUMNS = M.MMEVERSE_BENCH[:9] + ("Avg-9",) + M.MMEVERSE_BENCH[9:] + ("Avg-18",)
@@ -215,6 +215,5 @@ def write_summary(summary: Mapping, out: str | Path, command: str = "") -> Path:
         data["command"] = command
     write_json(out / "benchmark.json", data)
     path = out / "summary.md"
-    with atomic_file(path) as tmp:
-        tmp.write_text(render_markdown(summary, command))
+    write_text(path, render_markdown(summary, command))
     return path

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion_ros.io import write_text
+
 MAX_TIMELINES = 12
 
 
@@ -46,10 +48,10 @@ def write_report(result: dict, out_dir: str | Path, command: str = "", plots: bo
     metrics = _jsonable(result)
     if command:
         metrics["command"] = command
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
+    write_text(out / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
     figures = make_plots(result, out) if plots else {}
     summary = out / "summary.md"
-    summary.write_text(render_markdown(metrics, figures, command))
+    write_text(summary, render_markdown(metrics, figures, command))
     return summary
 
 

@@ -32,8 +32,8 @@ from typing import NamedTuple
 import numpy as np
 
 from emotion_ros.ingest.errors import InputError, byte_view
+from emotion_ros.ingest.window import AUDIO_SAMPLE_RATE
 
-TARGET_RATE = 16_000
 MIN_RATE = 8_000
 MAX_RATE = 192_000
 MAX_CHANNELS = 8
@@ -68,16 +68,16 @@ def resample_to_16k(x: np.ndarray, sample_rate: int) -> np.ndarray:
     Common rates (8k, 11.025k, 22.05k, 32k, 44.1k, 48k, 96k, 192k ...) use scipy's polyphase
     resample_poly; unusual rates whose reduced ratio is large use scipy.signal.resample (FFT).
     """
-    if sample_rate == TARGET_RATE:
+    if sample_rate == AUDIO_SAMPLE_RATE:
         return x
     from scipy.signal import resample, resample_poly
 
-    g = gcd(int(sample_rate), TARGET_RATE)
-    up, down = TARGET_RATE // g, int(sample_rate) // g
+    g = gcd(int(sample_rate), AUDIO_SAMPLE_RATE)
+    up, down = AUDIO_SAMPLE_RATE // g, int(sample_rate) // g
     if max(up, down) <= MAX_POLY_FACTOR:
         y = resample_poly(x, up, down)
     else:
-        n_out = max(1, int(round(len(x) * TARGET_RATE / sample_rate)))
+        n_out = max(1, int(round(len(x) * AUDIO_SAMPLE_RATE / sample_rate)))
         y = resample(x, n_out)
     return np.asarray(y, dtype=np.float32)
 

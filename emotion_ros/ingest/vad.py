@@ -15,7 +15,6 @@ runs so the node can show it on /diagnostics.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 import importlib.util
@@ -24,10 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLE_RATE = 16_000
+from emotion_ros.ingest.window import AUDIO_SAMPLE_RATE
+from emotion_ros.io import sha256_file
+
 FRAME = 512  # samples per VAD step at 16 kHz (32 ms)
 CONTEXT = 64  # samples of the previous frame prepended (silero v5+ ONNX contract)
-NS_PER_SAMPLE = 1_000_000_000 // SAMPLE_RATE  # 62_500 exactly
+NS_PER_SAMPLE = 1_000_000_000 // AUDIO_SAMPLE_RATE  # 62_500 exactly
 SILERO_PACKAGE = "silero-vad"
 SILERO_MODEL_FILE = "silero_vad.onnx"
 
@@ -59,7 +60,7 @@ def silero_provenance() -> dict:
         "package": SILERO_PACKAGE,
         "version": metadata.version(SILERO_PACKAGE),
         "file": str(path),
-        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "sha256": sha256_file(path),
         "licence": "MIT",
     }
 
@@ -79,7 +80,7 @@ class SileroVAD:
         opts.log_severity_level = 3
         self._session = ort.InferenceSession(str(self.model_path), sess_options=opts,
                                              providers=["CPUExecutionProvider"])
-        self._sr = np.array(SAMPLE_RATE, dtype=np.int64)
+        self._sr = np.array(AUDIO_SAMPLE_RATE, dtype=np.int64)
         self.reset()
 
     def reset(self) -> None:

@@ -27,6 +27,7 @@ from torch import nn
 from transformers import WhisperFeatureExtractor
 
 from emotion_ros.ingest.errors import InputError
+from emotion_ros.ingest.window import AUDIO_SAMPLE_RATE
 
 HOP_LENGTH = 160
 N_FFT = 400
@@ -42,7 +43,7 @@ class AudioTokens:
 class AudioEncoder(nn.Module):
     """Frozen Whisper encoder + pooling to ``num_tokens`` tokens. Input: float32 mono 16 kHz arrays."""
 
-    def __init__(self, whisper_encoder: nn.Module, num_tokens: int = 64, sample_rate: int = 16_000,
+    def __init__(self, whisper_encoder: nn.Module, num_tokens: int = 64, sample_rate: int = AUDIO_SAMPLE_RATE,
                  max_seconds: float = CHUNK_SECONDS, padded: bool = False, pool_padding: bool = False):
         super().__init__()
         if pool_padding and not padded:

@@ -11,17 +11,15 @@ Loading uses safetensors only (never pickle), verifies every file's size and SHA
 (truncated / corrupt files are named), and checks tensor names and shapes against the model before
 copying anything; every problem raises ``CheckpointError`` naming the file and what is wrong.
 
-Writes are atomic: everything goes to a temporary sibling directory, each file and the directory are
-fsynced, then the directory is renamed into place (an existing checkpoint is moved aside first and
-removed after the swap). A run killed midway leaves at worst a ``.tmp-*`` directory, never a
-half-written checkpoint under the real name.
+Writes are atomic and durable (``emotion_ros.io.atomic_dir(fsync=True)``): everything goes to a temporary
+sibling directory, each file and the directory are fsynced, then the directory is renamed into place (an
+existing checkpoint is moved aside first and removed after the swap). A run killed midway leaves at worst
+a ``.NAME.*.tmp`` directory, never a half-written checkpoint under the real name.
 """
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,7 +27,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from emotion_ros.io import sha256_file
+from emotion_ros.io import atomic_dir, sha256_file
 
 FORMAT = "emotion_ros.trainable/1"
 MODAL_FILE = "modal.safetensors"
@@ -71,19 +69,6 @@ def lora_state(model) -> dict[str, torch.Tensor]:
 
 
 
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as f:
-        os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_trainable(model, directory, metadata: dict | None = None) -> Path:
     """Write the trainable parts of ``model`` (EmotionLLaMA) to ``directory`` atomically."""
     save_lora = None
@@ -101,19 +86,14 @@ def write_checkpoint(directory, modal: dict[str, torch.Tensor], model_config: di
     adapter_model.safetensors in peft's format (None: no LoRA). Used by save_trainable and by the
     official-checkpoint importer (emotion_ros.model.official), which has no model object to save."""
     directory = Path(directory).resolve()
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-    try:
+    with atomic_dir(directory, fsync=True) as tmp:
         save_file(modal, str(tmp / MODAL_FILE), metadata={"format": FORMAT})
         if save_lora is not None:
             save_lora(tmp)
             (tmp / "README.md").unlink(missing_ok=True)  # peft's empty model card (names a local cache path)
-        tmp.chmod(0o755)  # mkdtemp makes 0700; a shipped checkpoint must be readable by other users
         files = {}
         for p in sorted(tmp.iterdir()):
             if p.is_file():
-                p.chmod(0o644)
-                _fsync_file(p)
                 files[p.name] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
         from emotion_ros import __version__
 
@@ -129,22 +109,7 @@ def write_checkpoint(directory, modal: dict[str, torch.Tensor], model_config: di
             },
             "metadata": metadata or {},
         }
-        with open(tmp / CONFIG_FILE, "w") as f:
-            json.dump(meta, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        _fsync_dir(tmp)
-        old = None
-        if directory.exists():
-            old = directory.parent / f".{directory.name}.old-{os.getpid()}-{time.time_ns()}"
-            os.rename(directory, old)
-        os.rename(tmp, directory)
-        _fsync_dir(directory.parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=1, sort_keys=True))
     return directory
 
 
@@ -287,11 +252,9 @@ def _check_lora_config(path: Path, model) -> None:
 def attach_file(directory, name: str, data: bytes) -> Path:
     """Add (or replace) one file in an existing checkpoint folder, recorded in config.json with its sha256
     and size like the others; the folder is swapped as a whole (emotion_ros.io.atomic_dir)."""
-    from emotion_ros.io import atomic_dir
-
     directory = Path(directory)
     meta = read_config(directory)
-    with atomic_dir(directory) as tmp:
+    with atomic_dir(directory, fsync=True) as tmp:
         for p in directory.iterdir():
             if p.is_file() and p.name not in (name, CONFIG_FILE):
                 shutil.copy2(p, tmp / p.name)

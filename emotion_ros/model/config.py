@@ -17,7 +17,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-MER6 = ["neutral", "happy", "sad", "angry", "worried", "surprise"]
+from emotion_ros.ingest.window import AUDIO_SAMPLE_RATE
+from emotion_ros.model.prompt import LABEL_SETS
+
 
 # OpenAI CLIP normalisation (EVA-CLIP uses the same statistics).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -44,7 +46,7 @@ class AudioEncoderConfig:
     n_mels: int = 80
     max_source_positions: int = 1500
     num_tokens: int = 64
-    sample_rate: int = 16_000
+    sample_rate: int = AUDIO_SAMPLE_RATE
     max_seconds: float = 30.0  # Whisper's context: longer audio is cut to the last 30 s
     # False: run on the real length (fast). True: classic 30 s padding (what Whisper was trained on;
     # ~15x the compute for a 2 s window). Training caches and inference must use the same setting.
@@ -157,7 +159,7 @@ class ModelConfig:
     fusion: FusionConfig = field(default_factory=FusionConfig)
     llm: LLMConfig = field(default_factory=LLMConfig)
     face: FaceConfig = field(default_factory=FaceConfig)
-    labels: list = field(default_factory=lambda: list(MER6))
+    labels: list = field(default_factory=lambda: list(LABEL_SETS["MER6"]))
     # Trained fusion/adapter/LoRA checkpoint directory (emotion_ros.model.checkpoint); None = untrained.
     trainable_path: str | None = None
     max_transcript_chars: int = 500

@@ -26,7 +26,7 @@ from emotion_ros.model.llm import DecodeRules, EmotionLLM, Prompt
 from emotion_ros.model.prompt import (TEMPLATES, PromptTemplate, instruction as make_instruction,
                                       parse_answer, prompt_segments, sanitize_transcript, template_markers)
 from emotion_ros.model.vision_encoder import MultiviewVisionEncoder, ViTBackbone
-from emotion_ros.ingest.window import Window
+from emotion_ros.ingest.window import AUDIO_SAMPLE_RATE, Window
 
 
 @dataclass
@@ -476,7 +476,7 @@ def window_from_arrays(frames: np.ndarray | None = None, audio: np.ndarray | Non
                        transcript: str | None = None, start_ns: int = 0, end_ns: int | None = None) -> Window:
     """Convenience: a Window from raw arrays (middle frame = global frame)."""
     if end_ns is None:
-        end_ns = start_ns + (int(len(audio) / 16_000 * 1e9) if audio is not None else 2_000_000_000)
+        end_ns = start_ns + (int(len(audio) / AUDIO_SAMPLE_RATE * 1e9) if audio is not None else 2_000_000_000)
     g = frames[len(frames) // 2] if frames is not None and len(frames) else None
     return Window(start_ns=start_ns, end_ns=end_ns, frames=frames, global_frame=g, audio=audio,
                   transcript=transcript)

@@ -15,6 +15,7 @@ from rclpy.node import Node
 
 from emotion_ros.msg import AudioChunk
 
+from emotion_ros.ingest.window import AUDIO_SAMPLE_RATE
 from emotion_ros.nodes.parameters import declare_config_parameters, init_or_explain, read_config_parameters
 from emotion_ros.nodes.ros_time import ns_to_stamp
 from emotion_ros.params import ConfigError, param, validate
@@ -25,7 +26,7 @@ class MicrophoneConfig:
 
     topic: str = param("/audio", "emotion_ros/AudioChunk output topic")
     device_index: int = param(-1, "PyAudio input device index; -1 = the default input device", min=-1)
-    sample_rate: int = param(16000, "capture rate in Hz (the perception node resamples to 16 kHz)",
+    sample_rate: int = param(AUDIO_SAMPLE_RATE, "capture rate in Hz (the perception node resamples to 16 kHz)",
                              min=8000, max=192000)
     channels: int = param(1, "capture channels (the perception node mixes to mono)", min=1, max=32)
     chunk_ms: int = param(100, "duration of one published chunk in milliseconds", min=5, max=2000)

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from emotion_ros.ingest.errors import InputError
+from emotion_ros.io import atomic_file
+from emotion_ros.model.prompt import LABEL_SETS
 
 SPLITS = ("train", "val", "test")
 MODALITIES = ("audio", "vision", "text")  # same names as emotion_ros.ingest.window.modality_names
@@ -47,10 +49,11 @@ class LabelSpace:
         return self.labels.index(label)
 
 
-MER6 = LabelSpace("MER6", ("neutral", "happy", "sad", "angry", "worried", "surprise"))
-MELD7 = LabelSpace("MELD7", ("neutral", "joy", "sadness", "anger", "fear", "disgust", "surprise"))
-SENTIMENT3 = LabelSpace("SENTIMENT3", ("negative", "neutral", "positive"))
-IEMOCAP4 = LabelSpace("IEMOCAP4", ("neutral", "happy", "sad", "angry"))
+# The label sets are defined once, in emotion_ros.model.prompt.LABEL_SETS (what the model scores).
+MER6 = LabelSpace("MER6", tuple(LABEL_SETS["MER6"]))
+MELD7 = LabelSpace("MELD7", tuple(LABEL_SETS["MELD7"]))
+SENTIMENT3 = LabelSpace("SENTIMENT3", tuple(LABEL_SETS["SENTIMENT3"]))
+IEMOCAP4 = LabelSpace("IEMOCAP4", tuple(LABEL_SETS["IEMOCAP4"]))
 LABEL_SPACES: dict[str, LabelSpace] = {s.name: s for s in (MER6, MELD7, SENTIMENT3, IEMOCAP4)}
 
 
@@ -293,8 +296,7 @@ def write_manifest(path: str | os.PathLike, records: Iterable[ClipRecord]) -> in
     base = path.parent.resolve()
     seen: set[str] = set()
     n = 0
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_file(path) as tmp, open(tmp, "w", encoding="utf-8") as f:  # a failed write keeps the old file
         for rec in records:
             try:
                 rec.validate()
@@ -305,5 +307,4 @@ def write_manifest(path: str | os.PathLike, records: Iterable[ClipRecord]) -> in
             seen.add(rec.clip_id)
             f.write(json.dumps(rec.to_dict(base), ensure_ascii=False, allow_nan=False) + "\n")
             n += 1
-    os.replace(tmp, path)
     return n

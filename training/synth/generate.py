@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from emotion_ros.ingest.window import AUDIO_SAMPLE_RATE
+from emotion_ros.io import write_text
 from emotion_ros_training.data.manifest import MER6, ClipRecord, think_target, write_manifest
 from emotion_ros_training.data.media import write_media
 from emotion_ros_training.synth import face as face_mod
@@ -130,7 +132,7 @@ def _talking_envelope(audio: np.ndarray, n_frames: int, fps: int, sr: int) -> np
 def generate_clip(plan: ClipPlan, cfg: SynthConfig, out_dir: str) -> ClipRecord:
     """Render, speak, write and describe one clip."""
     rng = np.random.default_rng([cfg.seed, plan.index])
-    sr = speech_mod.SAMPLE_RATE
+    sr = AUDIO_SAMPLE_RATE
     n_frames = int(round(cfg.duration_s * cfg.fps))
     n_samples = int(round(cfg.duration_s * sr))
     face_emotion, voice_emotion, text_emotion = _modal_emotions(plan, rng, cfg)
@@ -267,7 +269,7 @@ def generate(cfg: SynthConfig, out_dir: str | os.PathLike, progress: bool = Fals
             "num": cfg.num, "duration_s": cfg.duration_s, "fps": cfg.fps, "size": list(cfg.size),
             "label_space": MER6.to_dict(), "test_fraction": cfg.test_fraction,
             "conflict_fraction": cfg.conflict_fraction, "missing_fraction": cfg.missing_fraction}
-    Path(out_dir, "generation.json").write_text(json.dumps(info, indent=2) + "\n")
+    write_text(Path(out_dir, "generation.json"), json.dumps(info, indent=2) + "\n")
     return records
 
 
@@ -280,17 +282,25 @@ def _progress(it, total, enabled):
     yield from tqdm(it, total=total, desc="synth clips", unit="clip")
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m emotion_ros_training.synth.generate",
+                                 description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="output directory (clips/ + manifest.jsonl)")
     ap.add_argument("--num", type=int, default=100, help="number of clips")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--seed", type=int, default=0, help="random seed (same arguments, same bytes)")
+    ap.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="processes rendering clips")
     ap.add_argument("--duration", type=float, default=2.0, help="clip length in seconds")
-    ap.add_argument("--size", type=int, nargs=2, default=(224, 224), metavar=("W", "H"))
-    ap.add_argument("--test-fraction", type=float, default=0.2)
-    ap.add_argument("--conflict-fraction", type=float, default=0.1)
-    ap.add_argument("--missing-fraction", type=float, default=0.12)
+    ap.add_argument("--size", type=int, nargs=2, default=(224, 224), metavar=("W", "H"), help="frame size in pixels")
+    ap.add_argument("--test-fraction", type=float, default=0.2, help="share of clips in split test (per label)")
+    ap.add_argument("--conflict-fraction", type=float, default=0.1,
+                    help="share of conflict clips (face and voice show different emotions)")
+    ap.add_argument("--missing-fraction", type=float, default=0.12,
+                    help="share of missing-modality clips (no audio, no video, no face)")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
     args = ap.parse_args(argv)
     if args.num < 1:
         ap.error("--num must be >= 1")

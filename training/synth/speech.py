@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass
 import av
 import numpy as np
 
-SAMPLE_RATE = 16_000
+from emotion_ros.ingest.window import AUDIO_SAMPLE_RATE
+
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ def _parse_wav(data: bytes) -> tuple[np.ndarray, int]:
     raise RuntimeError("espeak-ng WAV has no data chunk")
 
 
-def resample(x: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
+def resample(x: np.ndarray, rate: int, target: int = AUDIO_SAMPLE_RATE) -> np.ndarray:
     """Mono float32 resampling with FFmpeg's resampler (deterministic)."""
     if rate == target:
         return x.astype(np.float32, copy=False)
@@ -150,7 +151,7 @@ def trim_silence(x: np.ndarray, threshold: float = 0.01, pad: int = 160) -> np.n
 
 
 def synthesize(text: str, prosody: Prosody, voice: str = "en-us+m3", rng: np.random.Generator | None = None,
-               max_seconds: float | None = None, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+               max_seconds: float | None = None, sample_rate: int = AUDIO_SAMPLE_RATE) -> np.ndarray:
     """Speak `text` with `prosody`; float32 mono at `sample_rate`, end silences trimmed.
 
     With max_seconds, a too-long utterance is re-spoken faster (up to twice) and then cut with a fade.

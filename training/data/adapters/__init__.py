@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import sys
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -86,15 +87,63 @@ def get_adapter(name: str):
     return mod.build
 
 
+ADAPTER_MODULES = {"mer2023": "mer2023", "meld": "meld", "iemocap": "iemocap", "mosi": "mmsa", "mosei": "mmsa",
+                   "sims": "mmsa"}
+
+
+def layout_help(name: str) -> str:
+    """The expected on-disk layout of a dataset: its adapter module's docstring."""
+    import importlib
+
+    mod = importlib.import_module(f"emotion_ros_training.data.adapters.{ADAPTER_MODULES[name]}")
+    return (mod.__doc__ or "").strip()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m emotion_ros_training.data.adapters",
+        description="Build an MMEVerse-format manifest from a dataset on disk. "
+                    "`... DATASET --help` shows the folder layout that DATASET's adapter expects.")
+    sub = ap.add_subparsers(dest="dataset", required=True, metavar="DATASET",
+                            help="one of " + ", ".join(ADAPTERS))
+    for name in ADAPTERS:
+        short = ({"mosi": "CMU-MOSI", "mosei": "CMU-MOSEI", "sims": "CH-SIMS"}[name] + " in the MMSA raw layout"
+                 if ADAPTER_MODULES[name] == "mmsa" else layout_help(name).splitlines()[0])
+        p = sub.add_parser(name, help=short, description=layout_help(name),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        p.add_argument("--root", required=True, help="dataset root folder (layout above)")
+        p.add_argument("--out", required=True, help="manifest .jsonl to write")
+        if name == "meld":
+            p.add_argument("--task", default=None, choices=["emotion", "sentiment"],
+                           help="'emotion' (MELD7, default) or 'sentiment' (SENTIMENT3)")
+        if name == "mer2023":
+            p.add_argument("--language", default=None, choices=["english", "chinese"],
+                           help="subtitle language taken from the transcription csv (default english)")
+        if ADAPTER_MODULES[name] == "mmsa":
+            p.add_argument("--neutral-band", type=float, default=None,
+                           help="scores within +-BAND count as neutral (default 0: only exactly 0)")
+    return ap
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="Build an MMEVerse-format manifest from a dataset on disk.")
-    ap.add_argument("dataset", choices=ADAPTERS)
-    ap.add_argument("--root", required=True, help="dataset root folder (layout: see the adapter's docstring)")
-    ap.add_argument("--out", required=True, help="manifest .jsonl to write")
-    ap.add_argument("--task", default=None, help="MELD only: 'emotion' (default) or 'sentiment'")
-    args = ap.parse_args(argv)
-    kw = {"task": args.task} if args.task else {}
-    res = get_adapter(args.dataset)(args.root, **kw)
+    from emotion_ros.ingest.errors import InputError
+
+    args = build_parser().parse_args(argv)
+    kw = {k: v for k, v in (("task", getattr(args, "task", None)), ("language", getattr(args, "language", None)),
+                            ("neutral_band", getattr(args, "neutral_band", None))) if v is not None}
+    see = f"(expected layout: python -m emotion_ros_training.data.adapters {args.dataset} --help)"
+    if not os.path.isdir(args.root):
+        print(f"error: {args.dataset}: --root {args.root} is not a folder {see}", file=sys.stderr)
+        return 2
+    try:
+        res = get_adapter(args.dataset)(args.root, **kw)
+    except (OSError, ValueError, InputError) as e:  # a wrong folder: one sentence, not a traceback
+        print(f"error: {args.dataset}: {e} {see}", file=sys.stderr)
+        return 2
+    if not res.records:
+        print(f"error: {args.dataset}: no usable clips under {args.root} (skipped: {dict(res.skipped) or 'none'}) "
+              f"{see}", file=sys.stderr)
+        return 2
     n = res.write(args.out)
     print(f"wrote {n} records to {args.out}; skipped: {dict(res.skipped) or 'none'}")
     return 0
