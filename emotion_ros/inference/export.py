@@ -31,6 +31,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from emotion_ros.io import write_json
+
 OPSET = 17
 MANIFEST = "manifest.json"
 
@@ -162,7 +164,7 @@ def export_onnx(model, out_dir: str | os.PathLike, window_seconds: float = 2.0) 
         "fingerprint": weights_fingerprint(model),
         "config": model.cfg.to_dict(),
     }
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    write_json(out / MANIFEST, manifest)  # last: its presence marks a complete export (onnx_up_to_date)
     return out
 
 
