@@ -458,12 +458,59 @@ def test_frame_cap_evicts_with_reason():
     assert_no_loss(w)
 
 
-def test_resolution_change_restarts_frame_buffer():
+def test_resolution_change_keeps_frame_buffer():
     w = Windower(WindowingConfig())
     assert w.push_frame(T0, np.zeros((4, 4, 3), np.uint8))
     assert w.push_frame(T0 + NS // 30, np.zeros((8, 8, 3), np.uint8))
     assert w.counter.snapshot()["events"]["frame_shape_changed"] == 1
-    assert w.accounting()["frames"]["buffered"] == 1
+    assert w.accounting()["frames"]["buffered"] == 2  # nothing thrown away
+    assert w.counter.evicted("frames") == 0
+    assert_no_loss(w)
+
+
+def test_resolution_change_mid_window_keeps_vision_in_every_window():
+    """A camera switching from 4:3 to 16:9 (and back) inside windows: every window keeps vision; frames
+    of a window come in its newest frame's size, older ones letterboxed (aspect kept, black bars)."""
+    sizes = [(0.0, (48, 64)), (1.3, (36, 64)), (3.7, (48, 64))]  # (from s, (H, W)): 4:3, 16:9, 4:3
+
+    def size_at(t_s):
+        return [hw for t, hw in sizes if t_s >= t][-1]
+
+    w = Windower(WindowingConfig())
+    wins = []
+    for k in range(30 * 6):
+        t_s = k / 30
+        st = T0 + int(round(t_s * NS))
+        h, wd = size_at(t_s)
+        img = np.full((h, wd, 3), 200, np.uint8)
+        assert w.push_frame(st, img)
+        wins += w.poll()
+    w.push_audio(T0, np.zeros(16000 * 6, np.float32))
+    wins += w.poll() + w.flush()
+    assert len(wins) >= 9
+    assert w.counter.snapshot()["events"]["frame_shape_changed"] == 2
+    assert w.counter.evicted("frames") == 0
+    mixed = 0
+    for win in wins:
+        assert win.frames is not None, win.meta  # vision in every window
+        newest = int(win.frame_stamps_ns.max())
+        h, wd = size_at((newest - T0) / NS)
+        assert win.frames.shape[1:] == (h, wd, 3)
+        for f, st in zip(win.frames, win.frame_stamps_ns):
+            oh, ow = size_at((int(st) - T0) / NS)
+            if (oh, ow) == (h, wd):
+                assert (f == 200).all()
+            else:  # letterboxed: the content keeps its aspect ratio, the rest is black bars
+                mixed += 1
+                scale = min(h / oh, wd / ow)
+                nh, nw = round(oh * scale), round(ow * scale)
+                top, left = (h - nh) // 2, (wd - nw) // 2
+                assert (f[top + 1:top + nh - 1, left + 1:left + nw - 1] == 200).all()
+                assert f[:top].sum() == 0 and f[top + nh:].sum() == 0
+                assert f[:, :left].sum() == 0 and f[:, left + nw:].sum() == 0
+        if win.meta.get("frames_rescaled"):
+            assert win.start_ns < T0 + int(1.3 * NS) < win.end_ns or win.start_ns < T0 + int(3.7 * NS) < win.end_ns
+    assert mixed > 0
     assert_no_loss(w)
 
 
