@@ -13,7 +13,8 @@ Windows
   end of the data (flush(): end of a bag, inputs stopped): the last fixed window, which would reach
          beyond the data, is cut short at the end of the data, so the tail is never lost and a recording
          shorter than window_s (a 1.5 s clip) still gets one window: [next grid point, end of data), or
-         [first stamp, end of data) when no window was cut yet. An open VAD segment is closed at the end
+         [first stamp, end of data) when no window was cut yet; only when the windows cut so far leave
+         more than lateness_s of the data uncovered. An open VAD segment is closed at the end
          of the data. Windows shorter than min_window_s are not cut (event "windows_skipped_too_short").
          VAD windows are as long as their speech (min_speech_s..max_speech_s), not window_s.
          Short windows are what the model expects to handle: the audio encoder runs Whisper on the real
@@ -84,8 +85,8 @@ from emotion_ros.ingest.audio_conversion import chunk_to_mono
 from emotion_ros.ingest.buffers import Item, StampedBuffer
 from emotion_ros.ingest.errors import DropCounter, InputError
 from emotion_ros.ingest.image_conversion import check_rgb, compressed_to_rgb, image_to_rgb, letterbox_rgb
-from emotion_ros.ingest.stamps import NS, check_stamp, header_stamp_ns, seconds_to_ns as _ns  # noqa: F401 (re-export)
-from emotion_ros.ingest.transcripts import clean_transcript  # noqa: F401 (re-export)
+from emotion_ros.ingest.stamps import NS, check_stamp, seconds_to_ns as _ns
+from emotion_ros.ingest.transcripts import clean_transcript
 from emotion_ros.ingest.window import AUDIO_SAMPLE_RATE, NUM_FRAMES, Window
 from emotion_ros.params import param, validate
 
@@ -610,9 +611,11 @@ class Windower:
 
     def _cut_fixed_tail(self, out: list[Window]) -> None:
         """At the end of the data: the next grid window cut short at the data's end, when the windows cut
-        so far leave a tail uncovered (a recording shorter than window_s: all of it)."""
+        so far leave more than lateness_s of it uncovered (a recording shorter than window_s: all of it)."""
         e = self._now
-        if self._fixed_covered is not None and e <= self._fixed_covered:
+        if self._fixed_covered is not None and e - self._fixed_covered <= self._late:
+            # within the out-of-order tolerance that every window already accepts at its edges (e.g. the
+            # 64 ms of AAC padding a clip's audio ends with): not worth a second, overlapping window
             return
         s = self._fixed_next
         if s == self._fixed_first:  # nothing cut or skipped yet: start with the data, not the grid
