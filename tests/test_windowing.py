@@ -69,8 +69,8 @@ class Sim:
             self.chunks.setdefault(epoch, []).append((st, st + (k1 - k0) * NS_PER_SAMPLE))
             self._add(st + (k1 - k0) * NS_PER_SAMPLE + int(arrival_offset_s * NS), "a", st, x)
 
-    def transcript(self, stamp, text, arrival):
-        self._add(arrival, "t", stamp, text)
+    def transcript(self, stamp, text, arrival, end=None):
+        self._add(arrival, "t", stamp, (text, end))
 
     def run(self, w: Windower, flush=True, on_poll=None):
         out = []
@@ -80,7 +80,7 @@ class Sim:
             elif kind == "a":
                 w.push_audio(stamp, payload)
             else:
-                w.push_transcript(stamp, payload)
+                w.push_transcript(stamp, payload[0], end_ns=payload[1])
             got = w.poll()
             for win in got:
                 win.meta["emitted_at"] = arrival
@@ -865,20 +865,10 @@ def test_transcript_span_goes_to_every_overlapping_window_and_no_other():
     sim.mic(0, 8, 0.1)
     spans = [(0.0, 3.2, "first utterance"), (3.2, 4.0, "短い"), (4.0, 8.0, "the last one")]
     for a, b, text in spans:
-        w_stamp = T0 + int(a * NS)
-        sim.transcript(w_stamp, (text, T0 + int(b * NS)), arrival=w_stamp)
+        sim.transcript(T0 + int(a * NS), text, arrival=T0 + int(a * NS), end=T0 + int(b * NS))
     w = Windower(cfg)
-    out = []
-    for arrival, _, kind, stamp, payload in sorted(sim.events, key=lambda e: (e[0], e[1])):
-        if kind == "f":
-            w.push_frame(stamp, payload)
-        elif kind == "a":
-            w.push_audio(stamp, payload)
-        else:
-            assert w.push_transcript(stamp, payload[0], end_ns=payload[1])
-        out += w.poll()
-    out += w.flush()
-    assert len(out) == 13
+    out = sim.run(w)
+    assert len(out) == 13 and w.counter.accepted("transcript") == 3
     for win in out:
         expect = [t for a, b, t in spans if T0 + int(a * NS) < win.end_ns and T0 + int(b * NS) > win.start_ns]
         assert win.transcript == " ".join(expect), ((win.start_ns - T0) / NS, win.transcript)
