@@ -5,8 +5,6 @@ Clips are small media files written with PyAV, turned into bags by make-bag (emo
 run through bags/offline.py's OfflineRunner with a fake engine that keeps every window, so what the
 model would see is checked without a model.
 """
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 
@@ -82,12 +80,13 @@ class KeepWindows:
         self.windows = []
 
     def process(self, window):
+        from emotion_ros.inference.engine import EmotionResult
+
         self.windows.append(window)
         scores = [1.0 / len(LABELS)] * len(LABELS)
-        return SimpleNamespace(window=window, label=LABELS[0], labels=LABELS, scores=scores, confidence=scores[0],
-                               modalities=window.modalities, transcript=window.transcript or "", reasoning="",
-                               latency_ms=1.0, model_id="fake", task="emotion", valence=float("nan"),
-                               arousal=float("nan"))
+        return EmotionResult(window=window, label=LABELS[0], labels=LABELS, scores=scores, confidence=scores[0],
+                             modalities=window.modalities, transcript=window.transcript or "", task="emotion",
+                             model_id="fake", latency_ms=1.0)
 
 
 def run_offline(bag):
@@ -163,6 +162,31 @@ def test_each_short_clip_alone_gets_a_window_with_its_subtitle(clip_records, tmp
         assert scored.segments[0].pred != NONE_LABEL and len(scored.window_pairs) == 1
 
 
+def test_transcript_message_in_the_bag_typestore_is_rosidls():
+    """typestore.py registers msg/Transcript.msg like the other project messages: same RIHS01 type hash
+    as rosidl's build, and rclpy decodes what rosbags serialises."""
+    import json
+    import sys
+    from pathlib import Path
+
+    from emotion_ros.bags.typestore import TIME, TRANSCRIPT, header_msg, project_typestore
+
+    store = project_typestore()
+    built = Path(sys.prefix) / "share" / "emotion_ros" / "msg" / "Transcript.json"
+    if not built.is_file():
+        pytest.skip("interfaces not built (bash scripts/bootstrap.sh)")
+    hashes = {h["type_name"]: h["hash_string"] for h in json.loads(built.read_text())["type_hashes"]}
+    assert store.hash_rihs01(TRANSCRIPT) == hashes[TRANSCRIPT]
+    msg = store.types[TRANSCRIPT](header=header_msg(store, 4 * NS, "subtitle"), end=store.types[TIME](sec=5, nanosec=250),
+                                  text="我今天很高兴", language="zh")
+    raw = store.serialize_cdr(msg, TRANSCRIPT)
+    rclpy_serialization = pytest.importorskip("rclpy.serialization")
+    from emotion_ros.msg import Transcript
+
+    back = rclpy_serialization.deserialize_message(bytes(raw), Transcript)
+    assert (back.text, back.language, back.header.stamp.sec, back.end.nanosec) == ("我今天很高兴", "zh", 4, 250)
+
+
 @pytest.mark.parametrize("video_offset_s,audio_offset_s", [(0.0, 0.3), (0.5, 0.0)])
 def test_make_bag_keeps_stream_start_offsets(tmp_path, video_offset_s, audio_offset_s):
     media = tmp_path / "late.mkv"  # Matroska keeps the pts offsets as written (mp4 adds AAC priming)
@@ -199,7 +223,7 @@ def test_live_node_takes_stamped_transcripts_like_offline(clip_records, tmp_path
                                "-p", "window_s:=2.0", "-p", "hop_s:=0.5", "-p", "window_mode:=fixed",
                                "-p", "asr:=never", "-p", "transcript_type:=transcript",
                                "-p", "queue_size:=8")  # the end-of-bag flush yields 2 windows at once
-    log = ""
+    log, failure = "", None
     try:
         result, offline, _ = run_offline(bag)
         context = rclpy.context.Context()
@@ -207,8 +231,10 @@ def test_live_node_takes_stamped_transcripts_like_offline(clip_records, tmp_path
         try:
             node = rclpy.create_node("stamped_transcript_player", context=context)
             stats = BagPlayer(bag, PlayerConfig(flow=True, rate=2.0, windowing=WindowingConfig(),
-                                                discovery_timeout_s=60, state_timeout_s=20), node=node).play()
+                                                discovery_timeout_s=120, state_timeout_s=20), node=node).play()
             node.destroy_node()
+        except Exception as exc:  # report it with the node's log
+            failure = exc
         finally:
             rclpy.shutdown(context=context)
     finally:
@@ -217,6 +243,7 @@ def test_live_node_takes_stamped_transcripts_like_offline(clip_records, tmp_path
             log = node_proc.communicate(timeout=10)[0]
         except Exception:
             node_proc.kill()
+    assert failure is None, f"{failure!r}; node log:\n{log[-3000:]}"
     live = sorted(stats.states, key=lambda s: s.window_index)
     assert live and stats.unmatched_topics == [], log[-3000:]
     assert [(s.start_ns, s.end_ns, s.modalities, s.transcript) for s in live] == \
