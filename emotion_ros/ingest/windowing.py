@@ -14,8 +14,9 @@ Windows
          beyond the data, is cut short at the end of the data, so the tail is never lost and a recording
          shorter than window_s (a 1.5 s clip) still gets one window: [next grid point, end of data), or
          [first stamp, end of data) when no window was cut yet; only when the windows cut so far leave
-         more than lateness_s of the data uncovered. An open VAD segment is closed at the end
-         of the data. Windows shorter than min_window_s are not cut (event "windows_skipped_too_short").
+         more than lateness_s of the data uncovered. An open VAD segment is closed at the end of the
+         data. Such windows carry meta["short_window"] = "end_of_data"; windows shorter than min_window_s
+         are not cut (event "windows_skipped_too_short").
          VAD windows are as long as their speech (min_speech_s..max_speech_s), not window_s.
          Short windows are what the model expects to handle: the audio encoder runs Whisper on the real
          length and zero-pads/masks to its 64 tokens, and the temporal view resamples the window's
@@ -59,6 +60,8 @@ Faults
     the stream's time passes its previous newest again (counted; no reset for a mere hiccup).
   one stream on another clock (e.g. wall time vs sim time): it looks dead to the others, so windows
     go on without it and its items are evicted as "outside_windows" (visible on /diagnostics).
+  late transcript: one whose span ends before the oldest data still kept is dropped
+    ("transcript_too_late"); one that ends before it starts is dropped ("transcript_bad_span").
 Transcripts never hold windows back (unless transcript_wait_s > 0); sensor_timeout_s must exceed the
 camera's frame period or vision will flicker out between frames.
 Accounting: every accepted item is used by a window, still buffered, or evicted with a counted
