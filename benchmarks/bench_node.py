@@ -60,6 +60,7 @@ def main() -> int:
     from sensor_msgs.msg import CompressedImage
     from std_msgs.msg import String
 
+    from emotion_ros.ingest.stamps import time_to_ns
     from emotion_ros.msg import AudioChunk, EmotionReasoning, EmotionState
     from tests.helpers.ros import python_process, spin_until
 
@@ -80,7 +81,7 @@ def main() -> int:
 
     def on_state(msg):
         now = clock.now().nanoseconds
-        end = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        end = time_to_ns(msg.header.stamp)
         latencies.append((now - end) / 1e6)
         state_times.append(now / 1e9)
 

@@ -35,8 +35,12 @@ class TopicsConfig:
     compressed_image_topic: str = param("/camera/image_raw/compressed",
                                         "sensor_msgs/CompressedImage input (jpeg/png; '' = off)")
     audio_topic: str = param("/audio", "emotion_ros/AudioChunk input ('' = off)")
-    transcript_topic: str = param("/transcript", "std_msgs/String input; '' = none: the node transcribes "
+    transcript_topic: str = param("/transcript", "transcript input; '' = none: the node transcribes "
                                   "(profile with ASR)")
+    transcript_type: Literal["string", "transcript"] = param(
+        "string", "message type of transcript_topic: string = std_msgs/String (no stamp: it belongs to the "
+        "newest sensor time on arrival); transcript = emotion_ros/Transcript (the speech's start and end: "
+        "it belongs to every window overlapping them; make-bag writes these)")
     state_topic: str = param("/emotion/state", "emotion_ros/EmotionState output, one per window")
     reasoning_topic: str = param("/emotion/reasoning", "emotion_ros/EmotionReasoning output (streamed text)")
     hri_topic: str = param("/humans/faces/anonymous/expression",

@@ -123,8 +123,11 @@ def test_make_bag_from_mmeverse_clips(tmp_path):
         assert stamps == sorted(stamps)
         first = next(bag.decoded(["/camera/image_raw"]))[1]
         assert (first.width, first.height, first.encoding) == (64, 48, "rgb8")
-        texts = [msg.data for _, msg in bag.decoded(["/transcript"])]
-        assert texts == ["words 0", "words 1"]
+        subs = [msg for _, msg in bag.decoded(["/transcript"])]  # emotion_ros/Transcript over each clip
+        assert [m.text for m in subs] == ["words 0", "words 1"]
+        spans = [((m.header.stamp.sec * 10**9 + m.header.stamp.nanosec - ann.t0_ns) / 1e9,
+                  (m.end.sec * 10**9 + m.end.nanosec - ann.t0_ns) / 1e9) for m in subs]
+        assert spans == [pytest.approx((s.start, s.end), abs=1e-6) for s in ann.segments]
     # the clip's time range in the bag matches its annotation
     t0 = ann.t0_ns
     with BagReader(tmp_path / "bag") as bag:

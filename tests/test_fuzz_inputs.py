@@ -120,7 +120,7 @@ def test_fuzz_image_messages(msg):
     if ok:
         h, wd = msg[1], msg[2]
         assert w.accounting()["frames"]["buffered"] == 1
-        assert w._frames[0].rgb.shape == (h, wd, 3) and w._frames[0].rgb.dtype == np.uint8
+        assert w._frames[0].value.shape == (h, wd, 3) and w._frames[0].value.dtype == np.uint8
     else:
         good = np.zeros((4, 4, 3), np.uint8).tobytes()
         assert w.push_image(T0 + NS // 30, "rgb8", 4, 4, 12, good)
@@ -212,7 +212,7 @@ def test_fuzz_audio_chunks(msg):
     ok = w.push_audio_chunk(T0, rate, channels, fmt, data)
     _check_outcome(w, before, ok, expected, "audio")
     if ok:
-        x = w._chunks[0].samples
+        x = w._audio[0].value
         frames = len(data) // (channels * _FMT[fmt.strip().upper()][0])
         assert abs(len(x) - frames * AUDIO_SAMPLE_RATE / rate) <= 1
         assert x.dtype == np.float32 and np.isfinite(x).all() and np.abs(x).max() <= 1.0
@@ -262,7 +262,7 @@ def test_fuzz_transcripts(text):
     ok = w.push_transcript(T0, text)
     _check_outcome(w, before, ok, expected, "transcript")
     if ok:
-        kept = w._texts[0].text
+        kept = w._texts[0].value
         assert kept and kept == kept.strip()
         assert not any(ord(c) < 32 or 0x7F <= ord(c) <= 0x9F for c in kept)
         kept.encode("utf-8")

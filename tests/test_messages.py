@@ -9,7 +9,7 @@ pytestmark = pytest.mark.ros
 def test_every_message_type_round_trips_between_processes():
     import rclpy
 
-    from emotion_ros.msg import AudioChunk, EmotionReasoning, EmotionState
+    from emotion_ros.msg import AudioChunk, EmotionReasoning, EmotionState, Transcript
     from tests.helpers.publish_samples import samples
     from tests.helpers.ros import python_process, spin_until
 
@@ -48,3 +48,7 @@ def test_every_message_type_round_trips_between_processes():
     assert isinstance(audio, AudioChunk)
     assert bytes(audio.data) == bytes(range(256)) * 4
     assert (audio.sample_rate, audio.channels, audio.sample_format) == (16000, 1, "S16LE")
+
+    text = received["/t/transcript"]
+    assert isinstance(text, Transcript)
+    assert (text.text, text.language, text.header.stamp.sec, text.end.sec, text.end.nanosec) == ("我今天很高兴", "zh", 4, 5, 250)

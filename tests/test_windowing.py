@@ -69,8 +69,8 @@ class Sim:
             self.chunks.setdefault(epoch, []).append((st, st + (k1 - k0) * NS_PER_SAMPLE))
             self._add(st + (k1 - k0) * NS_PER_SAMPLE + int(arrival_offset_s * NS), "a", st, x)
 
-    def transcript(self, stamp, text, arrival):
-        self._add(arrival, "t", stamp, text)
+    def transcript(self, stamp, text, arrival, end=None):
+        self._add(arrival, "t", stamp, (text, end))
 
     def run(self, w: Windower, flush=True, on_poll=None):
         out = []
@@ -80,7 +80,7 @@ class Sim:
             elif kind == "a":
                 w.push_audio(stamp, payload)
             else:
-                w.push_transcript(stamp, payload)
+                w.push_transcript(stamp, payload[0], end_ns=payload[1])
             got = w.poll()
             for win in got:
                 win.meta["emitted_at"] = arrival
@@ -109,12 +109,13 @@ def check_window(win, cfg: WindowingConfig, frame_stamps: list[int], epoch: int 
             stamp, ep = decode_frame(f)
             assert stamp == st and ep == epoch
             assert s <= st < e
-            instant = s + (2 * i + 1) * (e - s) / (2 * cfg.num_frames)
-            assert abs(st - instant) == np.abs(inside - instant).min()
+            # relative to s: float64 cannot tell 1 ns apart at epoch stamps (~1.7e18), ties must be exact
+            instant = (2 * i + 1) * (e - s) / (2 * cfg.num_frames)
+            assert abs(int(st) - s - instant) == np.abs(inside - s - instant).min()
         gstamp, gep = decode_frame(win.global_frame)
         assert gep == epoch and s <= gstamp < e
         assert win.meta["global_frame_stamp_ns"] == gstamp
-        assert abs(gstamp - (s + e) / 2) == np.abs(inside - (s + e) / 2).min()
+        assert abs(gstamp - s - (e - s) / 2) == np.abs(inside - s - (e - s) / 2).min()
         assert np.diff(win.frame_stamps_ns).min() >= 0
     if win.audio is not None:
         n = int(round((e - s) / NS_PER_SAMPLE))
@@ -458,12 +459,59 @@ def test_frame_cap_evicts_with_reason():
     assert_no_loss(w)
 
 
-def test_resolution_change_restarts_frame_buffer():
+def test_resolution_change_keeps_frame_buffer():
     w = Windower(WindowingConfig())
     assert w.push_frame(T0, np.zeros((4, 4, 3), np.uint8))
     assert w.push_frame(T0 + NS // 30, np.zeros((8, 8, 3), np.uint8))
     assert w.counter.snapshot()["events"]["frame_shape_changed"] == 1
-    assert w.accounting()["frames"]["buffered"] == 1
+    assert w.accounting()["frames"]["buffered"] == 2  # nothing thrown away
+    assert w.counter.evicted("frames") == 0
+    assert_no_loss(w)
+
+
+def test_resolution_change_mid_window_keeps_vision_in_every_window():
+    """A camera switching from 4:3 to 16:9 (and back) inside windows: every window keeps vision; frames
+    of a window come in its newest frame's size, older ones letterboxed (aspect kept, black bars)."""
+    sizes = [(0.0, (48, 64)), (1.3, (36, 64)), (3.7, (48, 64))]  # (from s, (H, W)): 4:3, 16:9, 4:3
+
+    def size_at(t_s):
+        return [hw for t, hw in sizes if t_s >= t][-1]
+
+    w = Windower(WindowingConfig())
+    wins = []
+    for k in range(30 * 6):
+        t_s = k / 30
+        st = T0 + int(round(t_s * NS))
+        h, wd = size_at(t_s)
+        img = np.full((h, wd, 3), 200, np.uint8)
+        assert w.push_frame(st, img)
+        wins += w.poll()
+    w.push_audio(T0, np.zeros(16000 * 6, np.float32))
+    wins += w.poll() + w.flush()
+    assert len(wins) >= 9
+    assert w.counter.snapshot()["events"]["frame_shape_changed"] == 2
+    assert w.counter.evicted("frames") == 0
+    mixed = 0
+    for win in wins:
+        assert win.frames is not None, win.meta  # vision in every window
+        newest = int(win.frame_stamps_ns.max())
+        h, wd = size_at((newest - T0) / NS)
+        assert win.frames.shape[1:] == (h, wd, 3)
+        for f, st in zip(win.frames, win.frame_stamps_ns):
+            oh, ow = size_at((int(st) - T0) / NS)
+            if (oh, ow) == (h, wd):
+                assert (f == 200).all()
+            else:  # letterboxed: the content keeps its aspect ratio, the rest is black bars
+                mixed += 1
+                scale = min(h / oh, wd / ow)
+                nh, nw = round(oh * scale), round(ow * scale)
+                top, left = (h - nh) // 2, (wd - nw) // 2
+                assert (f[top + 1:top + nh - 1, left + 1:left + nw - 1] == 200).all()
+                assert f[:top].sum() == 0 and f[top + nh:].sum() == 0
+                assert f[:, :left].sum() == 0 and f[:, left + nw:].sum() == 0
+        if win.meta.get("frames_rescaled"):
+            assert win.start_ns < T0 + int(1.3 * NS) < win.end_ns or win.start_ns < T0 + int(3.7 * NS) < win.end_ns
+    assert mixed > 0
     assert_no_loss(w)
 
 
@@ -603,7 +651,7 @@ def test_header_stamp_conversion_and_transcript_cap():
     from types import SimpleNamespace as Time
 
     from emotion_ros.ingest.errors import InputError
-    from emotion_ros.ingest.windowing import header_stamp_ns
+    from emotion_ros.ingest.stamps import header_stamp_ns
 
     assert header_stamp_ns(Time(sec=1_700_000_000, nanosec=5)) == T0 + 5
     for bad in (Time(sec=0, nanosec=0), Time(sec=1, nanosec=NS), Time(sec=-1, nanosec=0), object()):
@@ -696,3 +744,158 @@ def test_threads_push_and_poll_concurrently():
     assert snap["accepted"].get("frames", 0) + snap["accepted"].get("audio", 0) + snap["total_dropped"] == 200
     assert_no_loss(w)
     assert [x.index for x in wins] == list(range(len(wins)))
+
+
+# ------------------------------------------------------------------------------------------ end of data
+
+def test_recording_shorter_than_a_window_gets_one_window_at_flush():
+    cfg = WindowingConfig()
+    sim = Sim()
+    sim.camera(0, 1.5, 30)
+    sim.mic(0, 1.5, 0.1)
+    sim.transcript(T0 + NS // 5, "short", arrival=T0 + NS // 5)
+    w = Windower(cfg)
+    polled = sim.run(w, flush=False)
+    assert polled == []  # no full window fits in 1.5 s
+    (win,) = w.flush()
+    assert (win.start_ns, win.end_ns) == (T0, T0 + 3 * NS // 2) and win.meta["short_window"] == "end_of_data"
+    assert win.modalities == MODALITY_AUDIO | MODALITY_VISION | MODALITY_TEXT
+    check_window(win, cfg, sim.frames[0])
+    assert w.flush() == []  # flushing again cuts nothing twice
+    assert_no_loss(w)
+
+
+def test_flush_cuts_the_uncovered_tail_on_the_grid_and_resumes_after_it():
+    cfg = WindowingConfig()
+    sim = Sim()
+    sim.camera(0, 6.3, 30)
+    sim.mic(0, 6.3, 0.1)
+    w = Windower(cfg)
+    wins = sim.run(w)
+    full = [x for x in wins if "short_window" not in x.meta]
+    tail = [x for x in wins if "short_window" in x.meta]
+    assert fixed_starts(full) == [T0 + k * NS // 2 for k in range(9)]  # [0, 2) .. [4, 6)
+    assert [(x.start_ns, x.end_ns) for x in tail] == [(T0 + int(4.5 * NS), T0 + int(6.3 * NS))]
+    for x in wins:
+        check_window(x, cfg, sim.frames[0])
+    # the data goes on after the flush (inputs resumed): the grid continues, no window start repeats
+    more = Sim()
+    more.camera(6.3 + 1 / 30 - 1e-9, 9, 30)
+    more.mic(6.3, 9, 0.1)
+    later = more.run(w)
+    assert later and min(x.start_ns for x in later) == T0 + 5 * NS
+    assert len({x.start_ns for x in wins + later}) == len(wins + later)
+    assert_no_loss(w)
+
+
+def test_no_tail_for_a_sliver_within_lateness():
+    sim = Sim()
+    sim.camera(0, 6.0, 30)
+    sim.mic(0, 6.05, 0.05)  # audio padding 50 ms past the last full window: within lateness_s (0.1 s)
+    w = Windower(WindowingConfig())
+    wins = sim.run(w)
+    assert wins and not any("short_window" in x.meta for x in wins)
+    assert max(x.end_ns for x in wins) == T0 + 6 * NS
+    assert_no_loss(w)
+
+
+def test_too_short_tail_is_counted_once_not_cut():
+    w = Windower(WindowingConfig())
+    w.push_frame(T0, frame_for(T0))
+    w.push_audio(T0, np.zeros(int(0.3 * 16000), np.float32))
+    assert w.flush() == [] and w.flush() == []
+    assert w.counter.snapshot()["events"]["windows_skipped_too_short"] == 1
+    with pytest.raises(ValueError):
+        WindowingConfig(min_window_s=3.0)  # longer than window_s
+    assert_no_loss(w)
+
+
+class _FakeVad:
+    """Speech wherever |sample| > 0.1 (enough to drive the windower's VAD path without a model)."""
+
+    backend = "fake"
+    open_segment_start_ns = None
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.in_speech, self._start, self._end = False, None, None
+
+    def process(self, t_ns, samples):
+        out = []
+        for i in np.flatnonzero(np.abs(samples) > 0.1)[:1]:
+            if not self.in_speech:
+                self.in_speech, self._start = True, t_ns + int(i) * NS_PER_SAMPLE
+        if self.in_speech:
+            self._end = t_ns + len(samples) * NS_PER_SAMPLE
+        self.open_segment_start_ns = self._start
+        return out
+
+    def flush(self):
+        seg = [(self._start, self._end)] if self.in_speech else []
+        self.reset()
+        self.open_segment_start_ns = None
+        return seg
+
+
+def test_vad_segment_running_into_the_end_of_data_is_cut_there():
+    cfg = WindowingConfig(mode="vad")
+    sim = Sim()
+    sim.camera(0, 3.0, 30)
+    values = np.zeros(3 * 16000, np.float32)
+    values[int(2.6 * 16000):] = 0.5  # speech starts 0.4 s before the recording ends
+    sim.mic(0, 3.0, 0.1, values=values)
+    w = Windower(cfg, vad=_FakeVad())
+    wins = sim.run(w)
+    (win,) = wins
+    # widened to min_speech_s (1 s) around its centre 2.8 s: [2.3, 3.3), cut at the data's end 3.0
+    assert (win.start_ns, win.end_ns) == (T0 + int(2.3 * NS), T0 + 3 * NS)
+    assert win.meta["short_window"] == "end_of_data" and win.source == "vad"
+    assert win.modalities == MODALITY_AUDIO | MODALITY_VISION
+    assert_no_loss(w)
+
+
+# ------------------------------------------------------------------------------------------ transcript spans
+
+def test_transcript_span_goes_to_every_overlapping_window_and_no_other():
+    cfg = WindowingConfig()
+    sim = Sim()
+    sim.camera(0, 8, 30)
+    sim.mic(0, 8, 0.1)
+    spans = [(0.0, 3.2, "first utterance"), (3.2, 4.0, "短い"), (4.0, 8.0, "the last one")]
+    for a, b, text in spans:
+        sim.transcript(T0 + int(a * NS), text, arrival=T0 + int(a * NS), end=T0 + int(b * NS))
+    w = Windower(cfg)
+    out = sim.run(w)
+    assert len(out) == 13 and w.counter.accepted("transcript") == 3
+    for win in out:
+        expect = [t for a, b, t in spans if T0 + int(a * NS) < win.end_ns and T0 + int(b * NS) > win.start_ns]
+        assert win.transcript == " ".join(expect), ((win.start_ns - T0) / NS, win.transcript)
+    assert w.accounting()["transcript"]["used"] + w.accounting()["transcript"]["buffered"] == 3
+    assert_no_loss(w)
+
+
+def test_transcript_span_checks_and_late_spans():
+    w = Windower(WindowingConfig())
+    assert not w.push_transcript(T0 + NS, "backwards", end_ns=T0)
+    assert w.counter.dropped("transcript_bad_span") == 1
+    assert not w.push_transcript(T0, "zero end", end_ns=0)
+    assert w.counter.dropped("stamp_zero") == 1
+    assert w.push_transcript(T0, "instant", end_ns=T0)  # end == start: an instant, like no end
+    # a span that started long ago but still reaches into the kept data is not too late
+    sim = Sim()
+    sim.camera(0, 6, 30)
+    sim.mic(0, 6, 0.1)
+    w = Windower(WindowingConfig())
+    sim.run(w, flush=False)
+    assert not w.push_transcript(T0 + NS // 10, "over before the kept data", end_ns=T0 + NS // 5)
+    assert w.counter.dropped("transcript_too_late") == 1
+    assert w.push_transcript(T0 + NS // 10, "still going", end_ns=T0 + 7 * NS)
+    more = Sim()
+    more.camera(6, 9, 30)
+    more.mic(6, 9, 0.1)
+    later = more.run(w)
+    assert later and all("still going" == x.transcript for x in later if x.start_ns < T0 + 7 * NS)
+    assert all(x.transcript is None for x in later if x.start_ns >= T0 + 7 * NS)
+    assert_no_loss(w)

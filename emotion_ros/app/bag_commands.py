@@ -207,7 +207,7 @@ def _make_bag(args) -> int:
     records = [r for r in read_manifest(args.manifest) if not args.split or r.split == args.split]
     records = records[: args.limit] if args.limit else records
     kwargs = dict(max_fps=args.fps, max_side=args.max_side, storage=args.storage, overwrite=args.overwrite,
-                  topics=BagTopics(jpeg_quality=args.jpeg))
+                  topics=BagTopics(jpeg_quality=args.jpeg), transcripts=args.transcripts)
     if args.per_clip:
         paths = make_bags_per_clip(records, args.out, **kwargs)
         print(f"wrote {len(paths)} bags under {args.out}")
@@ -287,6 +287,9 @@ def add_replay_commands(subparsers) -> None:
     p.add_argument("--max-side", type=int, default=320, help="frames are scaled down to at most this many pixels a side")
     p.add_argument("--jpeg", type=int, default=0, metavar="QUALITY",
                    help="write frames as sensor_msgs/CompressedImage JPEG of this quality (0 = raw rgb8 Image)")
+    p.add_argument("--transcripts", choices=["transcript", "string"], default="transcript",
+                   help="subtitles as emotion_ros/Transcript spanning each clip (default) or as std_msgs/String "
+                        "at the clip start (for a live node left at transcript_type:=string)")
     p.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="rosbag2 storage format (default mcap)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (else make-bag refuses)")
     p.set_defaults(func=cmd_make_bag)

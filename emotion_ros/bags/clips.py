@@ -1,8 +1,12 @@
 """Make annotated bags: from MMEVerse-format clips (video + audio + subtitle) or synthetic sessions.
 
 A clip becomes camera frames (sensor_msgs/Image rgb8), 100 ms audio chunks (AudioChunk S16LE 16 kHz
-mono) and its subtitle on /transcript (std_msgs/String), with publish time = media time (bag time =
-header stamps). Several clips are laid back to back in one bag, or one bag per clip;
+mono) and its subtitle on /transcript as an emotion_ros/Transcript spanning the whole clip (header.stamp =
+clip start, end = clip end, language from the record when it has one), so every window that overlaps the
+clip gets the subtitle and no window outside it does (transcripts="string" writes a std_msgs/String at
+the clip start instead, for a live node left at transcript_type=string). Publish time = media time (bag
+time = header stamps). Synthetic sessions keep std_msgs/String transcripts at each segment's start.
+Several clips are laid back to back in one bag, or one bag per clip;
 their labels go to `<bag>/annotations.json` (emotion_ros.bags.annotations format), so any dataset clip can
 be replayed through the node and scored. Video/audio are decoded by emotion_ros.ingest.media (PyAV), the
 decoder training uses too, so a clip in a bag holds the same samples as the clip in training.
@@ -23,9 +27,10 @@ from emotion_ros.bags.bag_io import BagWriter
 from emotion_ros.ingest.image_conversion import rgb_to_compressed
 from emotion_ros.ingest.media import MediaError, decode_audio, iter_video_frames
 from emotion_ros.ingest.window import AUDIO_SAMPLE_RATE
-from emotion_ros.bags.typestore import AUDIO_CHUNK, COMPRESSED_IMAGE, IMAGE, STRING, header_msg, project_typestore
+from emotion_ros.bags.typestore import (AUDIO_CHUNK, COMPRESSED_IMAGE, IMAGE, STRING, TIME, TRANSCRIPT, header_msg,
+                                        project_typestore)
+from emotion_ros.ingest.stamps import NS, ns_to_time
 
-NS = 1_000_000_000
 DEFAULT_T0_NS = 1_700_000_000 * NS  # a fixed, plausible epoch time: generated bags are reproducible
 
 
@@ -78,7 +83,15 @@ class _Messages:
             self._add(t, self.topics.audio, AUDIO_CHUNK, msg)
 
     def transcript(self, t_ns: int, text: str) -> None:
+        """A std_msgs/String published at t_ns (no stamp of its own)."""
         self._add(t_ns, self.topics.transcript, STRING, self.store.types[STRING](data=text))
+
+    def stamped_transcript(self, start_ns: int, end_ns: int, text: str, language: str = "") -> None:
+        """An emotion_ros/Transcript covering [start_ns, end_ns), published at its start."""
+        msg = self.store.types[TRANSCRIPT](
+            header=header_msg(self.store, start_ns, "subtitle"), end=ns_to_time(end_ns, self.store.types[TIME]),
+            text=text, language=language)
+        self._add(start_ns, self.topics.transcript, TRANSCRIPT, msg)
 
     def write(self, writer: BagWriter) -> int:
         for t, _, topic, msgtype, msg in sorted(self.items, key=lambda x: (x[0], x[1])):
@@ -147,13 +160,24 @@ def _field(record, name, default=None):
     return record.get(name, default) if isinstance(record, dict) else getattr(record, name, default)
 
 
-def clip_messages(record, out: _Messages, t0_ns: int, max_fps: float = 15.0, max_side: int = 320) -> float:
+def _language(record) -> str:
+    meta = _field(record, "meta") or {}
+    lang = _field(record, "language") or (meta.get("language") if isinstance(meta, dict) else None)
+    return str(lang or "")
+
+
+def clip_messages(record, out: _Messages, t0_ns: int, max_fps: float = 15.0, max_side: int = 320,
+                  transcripts: str = "transcript") -> float:
     """Add one clip's messages starting at t0_ns; returns the clip duration in seconds.
 
     Media are decoded by emotion_ros.ingest.media (the decoder training uses too): frames and audio of
     media time [start_s, end_s), placed so that media time start_s is bag time t0_ns. A separate audio
     file holds exactly the clip (not trimmed). MediaError for a missing or unreadable file.
+    transcripts: "transcript" (emotion_ros/Transcript over the clip) or "string" (std_msgs/String at
+    the clip start).
     """
+    if transcripts not in ("transcript", "string"):
+        raise ValueError(f"transcripts must be 'transcript' or 'string', not {transcripts!r}")
     video, audio_path = _field(record, "video_path"), _field(record, "audio_path")
     start_s, end_s = _field(record, "start_s"), _field(record, "end_s")
     start = start_s or 0.0
@@ -183,7 +207,10 @@ def clip_messages(record, out: _Messages, t0_ns: int, max_fps: float = 15.0, max
         raise ValueError(f"clip {_field(record, 'clip_id') or video or audio_path}: no decodable video or audio")
     subtitle = _field(record, "subtitle")
     if subtitle:
-        out.transcript(t0_ns, str(subtitle))
+        if transcripts == "transcript":
+            out.stamped_transcript(t0_ns, t0_ns + round(duration * NS), str(subtitle), _language(record))
+        else:
+            out.transcript(t0_ns, str(subtitle))
     return duration
 
 
@@ -196,16 +223,17 @@ def _clip_annotations(record, t0_ns: int, offset_s: float, duration_s: float) ->
 
 def make_bag_from_clips(records: Iterable, path: str | Path, *, gap_s: float = 0.0, t0_ns: int = DEFAULT_T0_NS,
                         max_fps: float = 15.0, max_side: int = 320, storage: str = "mcap",
-                        topics: BagTopics | None = None, overwrite: bool = False) -> Annotations:
+                        topics: BagTopics | None = None, overwrite: bool = False,
+                        transcripts: str = "transcript") -> Annotations:
     """Lay clips one after another into one annotated bag.
 
     gap_s > 0 leaves a hole with no data between clips; the windower then skips windows that span it
-    (longer than its max_gap_s), so the default is back-to-back clips.
+    (longer than its max_gap_s), so the default is back-to-back clips. transcripts: see clip_messages.
     """
     out = _Messages(topics or BagTopics())
     parts, offset = [], 0.0
     for record in records:
-        duration = clip_messages(record, out, t0_ns + round(offset * NS), max_fps, max_side)
+        duration = clip_messages(record, out, t0_ns + round(offset * NS), max_fps, max_side, transcripts)
         parts.append(_clip_annotations(record, t0_ns, offset, duration))
         offset += duration + gap_s
     if not parts:

@@ -17,10 +17,9 @@ from typing import Callable, Iterable
 import numpy as np
 
 from emotion_ros.bags.bag_io import BagError, BagReader, BagWriter
-from emotion_ros.bags.typestore import (AUDIO_CHUNK, COMPRESSED_IMAGE, EMOTION_STATE, IMAGE, STRING, header_msg,
-                        project_typestore, stamp_ns, time_msg)
-
-NS = 1_000_000_000
+from emotion_ros.bags.typestore import (AUDIO_CHUNK, COMPRESSED_IMAGE, EMOTION_STATE, IMAGE, STRING, TIME,
+                                        TRANSCRIPT, header_msg, project_typestore)
+from emotion_ros.ingest.stamps import NS, msg_stamp_ns, ns_to_time, time_to_ns
 
 
 @dataclass
@@ -52,9 +51,9 @@ class StateRecord:
 
 def state_from_msg(msg, receive_ns: int | None = None) -> StateRecord:
     """StateRecord from an EmotionState (rosbags or rclpy message object)."""
-    start = int(msg.window_start.sec) * NS + int(msg.window_start.nanosec)
+    start = time_to_ns(msg.window_start)
     return StateRecord(
-        start_ns=start, end_ns=stamp_ns(msg), label=str(msg.label), confidence=float(msg.confidence),
+        start_ns=start, end_ns=msg_stamp_ns(msg), label=str(msg.label), confidence=float(msg.confidence),
         labels=[str(x) for x in msg.labels], scores=[float(x) for x in msg.scores],
         modalities=int(msg.modalities), transcript=str(msg.transcript), reasoning=str(msg.reasoning),
         latency_ms=float(msg.latency_ms), window_index=int(msg.window_index), model_id=str(msg.model_id),
@@ -82,7 +81,7 @@ def state_to_msg(rec: StateRecord, store=None):
     store = store or project_typestore()
     State = store.types[EMOTION_STATE]
     return State(
-        header=header_msg(store, rec.end_ns, rec.frame_id), window_start=time_msg(store, rec.start_ns),
+        header=header_msg(store, rec.end_ns, rec.frame_id), window_start=ns_to_time(rec.start_ns, store.types[TIME]),
         label=rec.label, confidence=float(rec.confidence), labels=list(rec.labels),
         scores=np.asarray(rec.scores, dtype=np.float32), valence=float(rec.valence), arousal=float(rec.arousal),
         unsure=bool(rec.unsure_reason), unsure_reason=rec.unsure_reason,
@@ -165,16 +164,16 @@ class OfflineRunner:
                 try:
                     if m.topic == t.image_topic and m.msgtype == IMAGE:
                         frame_id = msg.header.frame_id
-                        stamp = stamp_ns(msg)
+                        stamp = msg_stamp_ns(msg)
                         if _push_image(windower, stamp, msg):
                             latest_sensor_ns = max(latest_sensor_ns, stamp)
                     elif m.topic == t.compressed_image_topic and m.msgtype == COMPRESSED_IMAGE:
                         frame_id = msg.header.frame_id
-                        stamp = stamp_ns(msg)
+                        stamp = msg_stamp_ns(msg)
                         if _push_compressed(windower, stamp, msg):
                             latest_sensor_ns = max(latest_sensor_ns, stamp)
                     elif m.topic == t.audio_topic and m.msgtype == AUDIO_CHUNK:
-                        stamp = stamp_ns(msg)
+                        stamp = msg_stamp_ns(msg)
                         if _push_audio(windower, stamp, msg):
                             # as in the node: the newest sensor time is the END of the chunk
                             n = len(msg.data) // max(1, (2 if msg.sample_format == "S16LE" else 4) * msg.channels)
@@ -182,6 +181,9 @@ class OfflineRunner:
                     elif m.topic == t.transcript_topic and m.msgtype == STRING:
                         # as in the node: a String has no stamp, it belongs to the newest sensor time
                         windower.push_transcript(latest_sensor_ns or m.timestamp_ns, msg.data)
+                    elif m.topic == t.transcript_topic and m.msgtype == TRANSCRIPT:
+                        # stamped with the span of its speech: every window overlapping it gets the text
+                        windower.push_transcript(msg_stamp_ns(msg), msg.text, time_to_ns(msg.end) or None)
                     else:
                         drops.drop("unexpected_type")
                         continue

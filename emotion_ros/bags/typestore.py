@@ -13,12 +13,17 @@ from pathlib import Path
 
 from rosbags.typesys import Stores, get_typestore, get_types_from_msg
 
+from emotion_ros.ingest.stamps import NS, ns_to_time
+
 PACKAGE = "emotion_ros"
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
 STRING = "std_msgs/msg/String"
 AUDIO_CHUNK = "emotion_ros/msg/AudioChunk"
+TRANSCRIPT = "emotion_ros/msg/Transcript"  # text + the span of speech it covers (header.stamp .. end)
+TRANSCRIPT_TYPES = (STRING, TRANSCRIPT)  # both are accepted on a transcript topic
+TIME = "builtin_interfaces/msg/Time"
 EMOTION_STATE = "emotion_ros/msg/EmotionState"
 EMOTION_REASONING = "emotion_ros/msg/EmotionReasoning"
 
@@ -101,14 +106,6 @@ def ros_message_class(msgtype: str):
     return getattr(importlib.import_module(f"{pkg}.{kind}"), name)
 
 
-def stamp_ns(msg) -> int | None:
-    """Header stamp of a decoded message in ns, or None for header-less types (e.g. std_msgs/String)."""
-    header = getattr(msg, "header", None)
-    if header is None:
-        return None
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
-
-
 def header_stamp_from_cdr(data: bytes) -> int | None:
     """Header stamp read straight from CDR bytes of a message whose first field is std_msgs/Header.
 
@@ -121,7 +118,7 @@ def header_stamp_from_cdr(data: bytes) -> int | None:
     order = "little" if little else "big"
     sec = int.from_bytes(data[4:8], order, signed=True)
     nanosec = int.from_bytes(data[8:12], order, signed=False)
-    return sec * 1_000_000_000 + nanosec
+    return sec * NS + nanosec
 
 
 def has_header(msgtype: str, store=None) -> bool:
@@ -137,11 +134,6 @@ def has_header(msgtype: str, store=None) -> bool:
     return name == "header" and spec in ("std_msgs/msg/Header",)
 
 
-def time_msg(store, ns: int):
-    Time = store.types["builtin_interfaces/msg/Time"]
-    ns = max(0, int(ns))
-    return Time(sec=ns // 1_000_000_000, nanosec=ns % 1_000_000_000)
-
-
 def header_msg(store, ns: int, frame_id: str = ""):
-    return store.types["std_msgs/msg/Header"](stamp=time_msg(store, ns), frame_id=frame_id)
+    """A std_msgs/Header of the store stamped ns (stamp conversion: emotion_ros.ingest.stamps)."""
+    return store.types["std_msgs/msg/Header"](stamp=ns_to_time(ns, store.types[TIME]), frame_id=frame_id)

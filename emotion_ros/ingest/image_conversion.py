@@ -298,3 +298,34 @@ def rgb_to_compressed(rgb, fmt: str = "jpeg", quality: int = 90) -> tuple[str, b
     else:
         img.save(out, format="PNG")
     return kind.lower(), out.getvalue()
+
+
+def check_rgb(rgb) -> np.ndarray:
+    """A pushed frame: (H, W, 3) uint8 with H, W > 0, or InputError("frame_bad_array")."""
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3 \
+            or rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        shape = getattr(rgb, "shape", None)
+        raise InputError("frame_bad_array",
+                         f"frame must be (H, W, 3) uint8, got {shape} {getattr(rgb, 'dtype', type(rgb).__name__)}")
+    return rgb
+
+
+def letterbox_rgb(rgb: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> (height, width, 3): scaled to fit with its aspect ratio kept, centred, black bars.
+
+    Used when a camera changes resolution inside a window: the older frames are fitted into the newest
+    frame size so the window's frames stack, and a face keeps its shape from frame to frame (stretching a
+    4:3 frame to 16:9 would widen it by a third). Bilinear with Pillow's reducing filter (antialiased).
+    """
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    if (h, w) == (height, width):
+        return rgb
+    scale = min(height / h, width / w)
+    nh, nw = max(1, min(height, int(round(h * scale)))), max(1, min(width, int(round(w * scale))))
+    scaled = np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).resize((nw, nh), Image.BILINEAR))
+    out = np.zeros((height, width, 3), dtype=np.uint8)
+    top, left = (height - nh) // 2, (width - nw) // 2
+    out[top:top + nh, left:left + nw] = scaled
+    return out

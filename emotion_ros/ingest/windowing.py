@@ -10,6 +10,17 @@ Windows
   vad:   speech segments from `vad.SpeechSegmenter`, widened to min_speech_s around their centre and
          split into pieces of at most max_speech_s.
   both:  the two together (poll() returns them ordered by end time).
+  end of the data (flush(): end of a bag, inputs stopped): the last fixed window, which would reach
+         beyond the data, is cut short at the end of the data, so the tail is never lost and a recording
+         shorter than window_s (a 1.5 s clip) still gets one window: [next grid point, end of data), or
+         [first stamp, end of data) when no window was cut yet; only when the windows cut so far leave
+         more than lateness_s of the data uncovered. An open VAD segment is closed at the end of the
+         data. Such windows carry meta["short_window"] = "end_of_data"; windows shorter than min_window_s
+         are not cut (event "windows_skipped_too_short").
+         VAD windows are as long as their speech (min_speech_s..max_speech_s), not window_s.
+         Short windows are what the model expects to handle: the audio encoder runs Whisper on the real
+         length and zero-pads/masks to its 64 tokens, and the temporal view resamples the window's
+         num_frames frames, so a 0.5 s window holds fewer distinct frames, never fewer slots.
 A window is cut once every live sensor stream has data up to its end + lateness_s (the tolerance for
 out-of-order stamps). A stream silent for more than sensor_timeout_s of sensor time (measured against
 the newest stamp of any stream) is "dead" and stops holding windows back; windows are then cut
@@ -22,10 +33,18 @@ Contents of one window [S, E)
     S + (i + 1/2)(E - S)/num_frames each take the nearest frame, so with fewer distinct frames than
     num_frames (e.g. a 5 Hz camera) frames repeat; frame_stamps_ns says which were used.
     global_frame = the frame nearest the midpoint.
+    A camera that changes resolution keeps its buffered frames: frames are stored as they came and a
+    window whose frames differ in size letterboxes the older ones into the size of its newest frame
+    (aspect ratio kept, centred, black bars: image_conversion.letterbox_rgb); meta["frames_rescaled"]
+    says how many distinct frames were fitted. The change is counted as the event "frame_shape_changed",
+    never as an eviction. The global frame stays as it came (the encoder takes any size).
   audio: the window's samples placed by chunk stamps (a later chunk overwrites an overlap); each hole
     up to max_audio_fill_s is zeros; any longer hole (or no audio) makes audio missing (nothing
     fabricated). meta["audio_filled_s"] says how much was zero-filled.
-  transcript: texts with S <= stamp < E, joined by spaces in stamp order.
+  transcript: the texts whose span overlaps the window, joined by spaces in start order. A transcript
+    pushed with an end (push_transcript(start_ns, text, end_ns)) covers [start, end) and belongs to
+    every window that overlaps that span, and to no other; one without an end is the instant of its
+    stamp (S <= stamp < E), as a std_msgs/String stamped on arrival is.
 A window with neither audio nor vision is not emitted (counted as an event).
 
 Faults
@@ -41,44 +60,43 @@ Faults
     the stream's time passes its previous newest again (counted; no reset for a mere hiccup).
   one stream on another clock (e.g. wall time vs sim time): it looks dead to the others, so windows
     go on without it and its items are evicted as "outside_windows" (visible on /diagnostics).
+  late transcript: one whose span ends before the oldest data still kept is dropped
+    ("transcript_too_late"); one that ends before it starts is dropped ("transcript_bad_span").
 Transcripts never hold windows back (unless transcript_wait_s > 0); sensor_timeout_s must exceed the
 camera's frame period or vision will flicker out between frames.
 Accounting: every accepted item is used by a window, still buffered, or evicted with a counted
 reason; `accounting()` reports accepted / used / evicted / buffered / lost per stream (lost == 0).
 DropCounter keys used: accepted "frames" / "audio" / "transcript"; dropped by InputError reason;
-evicted "<stream>.<outside_windows|buffer_limit|clock_jump_back|shape_changed|reset>"; events
+evicted "<stream>.<outside_windows|buffer_limit|clock_jump_back|reset>"; events
 "clock_jump_back", "frame_shape_changed", "windows_skipped_no_data", "windows_skipped_<source>_no_sensor_data",
-"vad_segments",
+"windows_skipped_too_short", "vad_segments",
 "audio_clipped_chunks/_samples", "transcript_control_chars_replaced".
+Code: the three streams are `buffers.StampedBuffer`s (sorted spans, used flags, evict-with-reason);
+stamps are validated by `stamps.check_stamp`; this module decides admission, readiness, cutting, eviction.
 Memory: bounded by max_buffer_s of sensor time and max_buffer_frames frames (the node may downscale
 frames before pushing to lower the bound).
 """
 from __future__ import annotations
 
-import bisect
 import threading
-import unicodedata
-from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
 from emotion_ros.ingest.audio_conversion import chunk_to_mono
+from emotion_ros.ingest.buffers import Item, StampedBuffer
 from emotion_ros.ingest.errors import DropCounter, InputError
-from emotion_ros.ingest.image_conversion import compressed_to_rgb, image_to_rgb
+from emotion_ros.ingest.image_conversion import check_rgb, compressed_to_rgb, image_to_rgb, letterbox_rgb
+from emotion_ros.ingest.stamps import NS, check_stamp, seconds_to_ns as _ns
+from emotion_ros.ingest.transcripts import clean_transcript
 from emotion_ros.ingest.window import AUDIO_SAMPLE_RATE, NUM_FRAMES, Window
 from emotion_ros.params import param, validate
 
-NS = 1_000_000_000
 NS_PER_SAMPLE = NS // AUDIO_SAMPLE_RATE  # 62_500 exactly at 16 kHz
 MODES = ("fixed", "vad", "both")
 STREAMS = ("frames", "audio", "transcript")
 _GATING = ("frames", "audio")
-
-
-def _ns(seconds: float) -> int:
-    return int(round(seconds * NS))
 
 
 @dataclass
@@ -92,6 +110,11 @@ class WindowingConfig:
         name="window_mode")
     num_frames: int = param(NUM_FRAMES, "frames sampled uniformly over each window (the temporal view)",
                             min=1, max=256, advanced=True)
+    # 0.5 s: 25 Whisper positions and 7-8 frames at 15 fps, still a glimpse of an utterance; shorter tails
+    # hold too little to score.
+    min_window_s: float = param(0.5, "shortest window cut at the end of the data (flush) or of a VAD segment; "
+                                "the model pads/masks shorter audio and resamples the frames (s)",
+                                min=0.05, max=60.0, advanced=True)
     max_buffer_s: float = param(30.0, "nothing older than the newest stamp minus this is kept (seconds)",
                                 min=1.0, max=600.0, advanced=True)
     max_buffer_frames: int = param(300, "hard cap on buffered frames (10 s at 30 Hz)", min=1, advanced=True)
@@ -120,7 +143,7 @@ class WindowingConfig:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, not {self.mode!r}")
         for name in ("window_s", "hop_s", "max_buffer_s", "sensor_timeout_s", "max_jump_back_s",
-                     "max_gap_s", "min_speech_s", "max_speech_s"):
+                     "max_gap_s", "min_speech_s", "max_speech_s", "min_window_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0")
         for name in ("lateness_s", "max_audio_fill_s", "transcript_wait_s"):
@@ -130,6 +153,8 @@ class WindowingConfig:
             raise ValueError("num_frames, max_buffer_frames, max_transcript_chars, max_buffer_transcripts must be >= 1")
         if self.min_speech_s > self.max_speech_s:
             raise ValueError("min_speech_s must be <= max_speech_s")
+        if self.min_window_s > min(self.window_s, self.min_speech_s):
+            raise ValueError("min_window_s must be <= window_s and <= min_speech_s")
         if self.lateness_s >= self.max_jump_back_s:
             raise ValueError("lateness_s must be < max_jump_back_s")
         need = max(self.window_s, self.max_speech_s) + self.lateness_s + self.sensor_timeout_s
@@ -138,100 +163,9 @@ class WindowingConfig:
 
 
 @dataclass
-class _Frame:
-    stamp: int
-    rgb: np.ndarray
-    used: bool = False
-
-
-@dataclass
-class _Chunk:
-    start: int
-    samples: np.ndarray
-    end: int = 0
-    used: bool = False
-
-    def __post_init__(self):
-        self.end = self.start + len(self.samples) * NS_PER_SAMPLE
-
-
-@dataclass
-class _Text:
-    stamp: int
-    text: str
-    used: bool = False
-
-
-@dataclass
 class _JumpGuard:
     old_from: int  # items stamped at/after this are from the old epoch
     until: int  # guard ends once sensor time reaches this
-
-
-def header_stamp_ns(stamp) -> int:
-    """builtin_interfaces/Time (anything with .sec and .nanosec) -> integer ns, validated like check_stamp."""
-    try:
-        sec, nsec = stamp.sec, stamp.nanosec
-    except AttributeError:
-        raise InputError("stamp_invalid", f"not a Time: {type(stamp).__name__}") from None
-    if isinstance(sec, bool) or isinstance(nsec, bool) or not isinstance(sec, (int, np.integer)) \
-            or not isinstance(nsec, (int, np.integer)) or not 0 <= nsec < NS or sec < 0:
-        raise InputError("stamp_invalid", f"bad Time sec={sec!r} nanosec={nsec!r}")
-    return check_stamp(int(sec) * NS + int(nsec))
-
-
-def check_stamp(stamp_ns) -> int:
-    """Integer ns > 0 (a zero stamp is an unset header) or InputError."""
-    if isinstance(stamp_ns, (bool, np.bool_)) or not isinstance(stamp_ns, (int, np.integer)):
-        raise InputError("stamp_invalid", f"stamp must be integer ns, got {type(stamp_ns).__name__}")
-    s = int(stamp_ns)
-    if s == 0:
-        raise InputError("stamp_zero", "stamp is 0 (header stamp not set)")
-    if s < 0 or s >= 2**63:
-        raise InputError("stamp_invalid", f"stamp {s} out of range")
-    return s
-
-
-def clean_transcript(text, max_chars: int = 4000) -> tuple[str, int]:
-    """Validated transcript and the number of control characters replaced by spaces.
-
-    Drops (InputError): transcript_bad_type, transcript_invalid_utf8 (bytes), transcript_invalid_unicode
-    (lone surrogates: not encodable), transcript_too_long, transcript_empty (after cleaning).
-    Control characters (Unicode Cc, incl. tab/newline/ESC) become spaces; runs of whitespace collapse.
-    """
-    if isinstance(text, (bytes, bytearray, memoryview)):
-        try:
-            text = bytes(text).decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InputError("transcript_invalid_utf8", f"transcript bytes are not UTF-8: {exc}") from None
-    if not isinstance(text, str):
-        raise InputError("transcript_bad_type", f"transcript must be str, got {type(text).__name__}")
-    if len(text) > max_chars:
-        raise InputError("transcript_too_long", f"{len(text)} characters > cap {max_chars}")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InputError("transcript_invalid_unicode", f"transcript is not valid Unicode: {exc.reason}") from None
-    n_ctrl = 0
-    chars = []
-    for ch in text:
-        if unicodedata.category(ch) == "Cc":
-            n_ctrl += 1
-            chars.append(" ")
-        else:
-            chars.append(ch)
-    cleaned = " ".join("".join(chars).split())
-    if not cleaned:
-        raise InputError("transcript_empty", "transcript is empty or whitespace/control characters only")
-    return cleaned, n_ctrl
-
-
-def _check_rgb(rgb) -> np.ndarray:
-    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3 \
-            or rgb.shape[0] == 0 or rgb.shape[1] == 0:
-        shape = getattr(rgb, "shape", None)
-        raise InputError("frame_bad_array", f"frame must be (H, W, 3) uint8, got {shape} {getattr(rgb, 'dtype', type(rgb).__name__)}")
-    return rgb
 
 
 def _longest_false_run(mask: np.ndarray) -> int:
@@ -242,6 +176,17 @@ def _longest_false_run(mask: np.ndarray) -> int:
     starts = np.flatnonzero(d == -1)
     ends = np.flatnonzero(d == 1)
     return int((ends - starts).max())
+
+
+def _frame_in_shape(item: Item, shape: tuple) -> np.ndarray:
+    """The frame of `item` in `shape` (letterboxed once per size and kept with the item)."""
+    rgb = item.value
+    if rgb.shape == shape:
+        return rgb
+    fitted = item.cache.get(shape)
+    if fitted is None:
+        fitted = item.cache[shape] = letterbox_rgb(rgb, shape[0], shape[1])
+    return fitted
 
 
 class Windower:
@@ -267,29 +212,31 @@ class Windower:
         self._fill = int(round(c.max_audio_fill_s * AUDIO_SAMPLE_RATE))
         self._min_speech = _ns(c.min_speech_s)
         self._max_speech = _ns(c.max_speech_s)
+        self._min_window = _ns(c.min_window_s)
         self._max_buf = _ns(c.max_buffer_s)
         self._tr_wait = _ns(c.transcript_wait_s)
         self._lock = threading.RLock()
-        self._used: Counter = Counter()
+        self._frames = StampedBuffer("frames", self.counter, max_items=c.max_buffer_frames)
+        self._audio = StampedBuffer("audio", self.counter)
+        self._texts = StampedBuffer("transcript", self.counter, unique=False, max_items=c.max_buffer_transcripts)
+        self._buffers = {"frames": self._frames, "audio": self._audio, "transcript": self._texts}
         self._index = 0
         self._guard: _JumpGuard | None = None
         self._clear()
 
     # ------------------------------------------------------------------ state
     def _clear(self) -> None:
-        self._frames: list[_Frame] = []
-        self._fstamps: list[int] = []
-        self._chunks: list[_Chunk] = []
-        self._cstarts: list[int] = []
-        self._max_chunk_ns = 0
-        self._texts: list[_Text] = []
-        self._tstamps: list[int] = []
+        """Forget the epoch's time bookkeeping (the buffers are emptied by _evict_all first)."""
         self._latest_start: dict[str, int | None] = {"frames": None, "audio": None}
         self._newest_end: dict[str, int | None] = {"frames": None, "audio": None}
         self._last_chunk_ns = 0
+        self._last_frame_shape: tuple | None = None
         self._epoch_start: int | None = None
         self._now: int | None = None
         self._fixed_next: int | None = None
+        self._fixed_first: int | None = None  # the epoch's first grid point
+        self._fixed_covered: int | None = None  # end of the last fixed window cut (or skipped)
+        self._tail_tried: int | None = None  # data end of the last too-short tail (counted once)
         self._vad_pending: list[tuple[int, int]] = []
         self._vad_fed: int | None = None
         self._keep_from: int | None = None
@@ -298,10 +245,8 @@ class Windower:
             self.vad.reset()
 
     def _evict_all(self, reason: str) -> None:
-        for stream, items in (("frames", self._frames), ("audio", self._chunks), ("transcript", self._texts)):
-            used = sum(1 for it in items if it.used)
-            self._used[stream] += used
-            self.counter.evict(stream, reason, len(items) - used)
+        for buf in self._buffers.values():
+            buf.clear(reason)
 
     def reset(self) -> None:
         """Forget all buffered data (counted as evicted "reset"); counters are kept."""
@@ -347,7 +292,7 @@ class Windower:
             # item happened to arrive first does not shift every window of the run. The first one is the
             # first grid point at/after (first stamp - lateness): it lacks at most lateness_s of data.
             g = start - self._late
-            self._fixed_next = g + (-g % self._hop)
+            self._fixed_next = self._fixed_first = g + (-g % self._hop)
 
     # ------------------------------------------------------------------ push API
     def push_frame(self, stamp_ns, rgb) -> bool:
@@ -355,36 +300,22 @@ class Windower:
         with self._lock:
             try:
                 stamp = check_stamp(stamp_ns)
-                rgb = _check_rgb(rgb)
+                rgb = check_rgb(rgb)
             except InputError as err:
                 self.counter.drop_error(err)
                 return False
             if not self._admit("frames", stamp):
                 return False
-            i = bisect.bisect_left(self._fstamps, stamp)
-            if i < len(self._fstamps) and self._fstamps[i] == stamp:
+            if self._frames.insert(stamp, rgb) is None:
                 self.counter.drop("stamp_duplicate")
                 return False
-            if self._frames and self._frames[0].rgb.shape != rgb.shape:
-                # resolution changed: old frames cannot be stacked with new ones
+            if self._last_frame_shape is not None and rgb.shape != self._last_frame_shape:
+                # resolution changed: the buffered frames stay; windows that mix sizes letterbox the
+                # older ones into the newest size (_build)
                 self.counter.event("frame_shape_changed")
-                used = sum(1 for f in self._frames if f.used)
-                self._used["frames"] += used
-                self.counter.evict("frames", "shape_changed", len(self._frames) - used)
-                self._frames.clear()
-                self._fstamps.clear()
-                i = 0
-            self._frames.insert(i, _Frame(stamp, rgb))
-            self._fstamps.insert(i, stamp)
+            self._last_frame_shape = rgb.shape
             self._note_time("frames", stamp, stamp)
             self.counter.accept("frames")
-            while len(self._frames) > self.config.max_buffer_frames:
-                f = self._frames.pop(0)
-                self._fstamps.pop(0)
-                if f.used:
-                    self._used["frames"] += 1
-                else:
-                    self.counter.evict("frames", "buffer_limit")
             return True
 
     def push_audio(self, stamp_ns, samples) -> bool:
@@ -408,46 +339,43 @@ class Windower:
                 return False
             if not self._admit("audio", stamp):
                 return False
-            i = bisect.bisect_left(self._cstarts, stamp)
-            if i < len(self._cstarts) and self._cstarts[i] == stamp:
+            end = stamp + x.size * NS_PER_SAMPLE
+            if self._audio.insert(stamp, np.array(x, dtype=np.float32, copy=True), end) is None:
                 self.counter.drop("stamp_duplicate")
                 return False
-            chunk = _Chunk(stamp, np.array(x, dtype=np.float32, copy=True))
-            self._chunks.insert(i, chunk)
-            self._cstarts.insert(i, stamp)
-            self._max_chunk_ns = max(self._max_chunk_ns, chunk.end - chunk.start)
             if self._latest_start["audio"] is None or stamp >= self._latest_start["audio"]:
-                self._last_chunk_ns = chunk.end - chunk.start
-            self._note_time("audio", stamp, chunk.end)
+                self._last_chunk_ns = end - stamp
+            self._note_time("audio", stamp, end)
             self.counter.accept("audio")
             return True
 
-    def push_transcript(self, stamp_ns, text) -> bool:
-        """Buffer a transcript stamped at (the start of) the speech it transcribes."""
+    def push_transcript(self, stamp_ns, text, end_ns=None) -> bool:
+        """Buffer a transcript stamped at the start of the speech it transcribes.
+
+        end_ns (optional): the end of that speech; the transcript then belongs to every window that
+        overlaps [stamp_ns, end_ns) and to no other. Without it, to the window(s) holding stamp_ns.
+        """
         with self._lock:
             try:
                 stamp = check_stamp(stamp_ns)
+                end = None
+                if end_ns is not None:
+                    end = check_stamp(end_ns)
+                    if end < stamp:
+                        raise InputError("transcript_bad_span", f"transcript ends ({end}) before it starts ({stamp})")
                 cleaned, n_ctrl = clean_transcript(text, self.config.max_transcript_chars)
             except InputError as err:
                 self.counter.drop_error(err)
                 return False
-            if self._keep_from is not None and stamp < self._keep_from:
+            last = end if end is not None and end > stamp else stamp + 1  # exclusive end of its span
+            if self._keep_from is not None and last <= self._keep_from:
                 self.counter.drop("transcript_too_late")
                 return False
             if n_ctrl:
                 self.counter.event("transcript_control_chars_replaced", n_ctrl)
-            i = bisect.bisect_right(self._tstamps, stamp)
-            self._texts.insert(i, _Text(stamp, cleaned))
-            self._tstamps.insert(i, stamp)
+            self._texts.insert(stamp, cleaned, end)
             self._transcripts_seen = True
             self.counter.accept("transcript")
-            while len(self._texts) > self.config.max_buffer_transcripts:
-                t = self._texts.pop(0)
-                self._tstamps.pop(0)
-                if t.used:
-                    self._used["transcript"] += 1
-                else:
-                    self.counter.evict("transcript", "buffer_limit")
             return True
 
     # Convenience wrappers for the node: convert a message's fields, count any InputError, push.
@@ -508,17 +436,8 @@ class Windower:
         return True
 
     def _first_data_at_or_after(self, t: int) -> int | None:
-        best = None
-        i = bisect.bisect_left(self._fstamps, t)
-        if i < len(self._fstamps):
-            best = self._fstamps[i]
-        j = bisect.bisect_left(self._cstarts, t - self._max_chunk_ns)
-        for c in self._chunks[j:]:
-            if c.end > t:
-                cand = max(c.start, t)
-                best = cand if best is None else min(best, cand)
-                break
-        return best
+        firsts = [x for x in (self._frames.first_at_or_after(t), self._audio.first_at_or_after(t)) if x is not None]
+        return min(firsts) if firsts else None
 
     # ------------------------------------------------------------------ building a window
     def _extract_audio(self, start: int, end: int):
@@ -526,15 +445,12 @@ class Windower:
         out = np.zeros(n, dtype=np.float32)
         mask = np.zeros(n, dtype=bool)
         touched = []
-        j = bisect.bisect_left(self._cstarts, start - self._max_chunk_ns)
-        k = bisect.bisect_left(self._cstarts, end)
-        for c in self._chunks[j:k]:
-            if c.end <= start:
-                continue
+        for c in self._audio.overlapping(start, end):
+            samples = c.value
             off = int(round((c.start - start) / NS_PER_SAMPLE))
-            a, b = max(0, off), min(n, off + len(c.samples))
+            a, b = max(0, off), min(n, off + len(samples))
             if a < b:
-                out[a:b] = c.samples[a - off:b - off]
+                out[a:b] = samples[a - off:b - off]
                 mask[a:b] = True
                 touched.append(c)
         return out, mask, touched
@@ -543,12 +459,11 @@ class Windower:
         meta: dict = {}
         # vision
         frames = frame_stamps = global_frame = None
-        lo = bisect.bisect_left(self._fstamps, start)
-        hi = bisect.bisect_left(self._fstamps, end)
-        if hi == lo:
+        sel = self._frames.overlapping(start, end)
+        if not sel:
             meta["vision_missing"] = "dead" if self._dead("frames") else "no_frames"
         else:
-            ts = np.asarray(self._fstamps[lo:hi], dtype=np.int64)
+            ts = np.asarray([f.start for f in sel], dtype=np.int64)
             edges = [int(ts[0]) - start, end - int(ts[-1])]
             worst = max(edges + ([int(np.diff(ts).max())] if len(ts) > 1 else []))
             if worst > self._gap:
@@ -559,16 +474,20 @@ class Windower:
                 span = end - start
                 instants = start + ((2 * np.arange(n, dtype=np.int64) + 1) * span) // (2 * n)
                 idx = self._nearest(ts, instants)
-                sel = self._frames[lo:hi]
-                frames = np.stack([sel[j].rgb for j in idx])
+                shape = sel[-1].value.shape  # the newest frame's size
+                frames = np.stack([_frame_in_shape(sel[j], shape) for j in idx])
                 frame_stamps = ts[idx].copy()
                 g = int(self._nearest(ts, np.array([start + span // 2], dtype=np.int64))[0])
-                global_frame = sel[g].rgb.copy()
+                global_frame = sel[g].value.copy()
                 meta["global_frame_stamp_ns"] = int(ts[g])
                 for f in sel:
                     f.used = True
-                meta["frames_distinct"] = int(len(np.unique(idx)))
-                meta["frames_in_window"] = int(hi - lo)
+                distinct = np.unique(idx)
+                meta["frames_distinct"] = int(len(distinct))
+                meta["frames_in_window"] = int(len(sel))
+                rescaled = sum(1 for j in distinct if sel[j].value.shape != shape)
+                if rescaled:
+                    meta["frames_rescaled"] = int(rescaled)
         # audio
         audio = None
         samples, mask, touched = self._extract_audio(start, end)
@@ -588,12 +507,10 @@ class Windower:
             self.counter.event(f"windows_skipped_{source}_no_sensor_data")
             return None
         # text
-        tlo = bisect.bisect_left(self._tstamps, start)
-        thi = bisect.bisect_left(self._tstamps, end)
         transcript = None
-        if thi > tlo:
-            texts = self._texts[tlo:thi]
-            transcript = " ".join(t.text for t in texts)
+        texts = self._texts.overlapping(start, end)
+        if texts:
+            transcript = " ".join(t.value for t in texts)
             for t in texts:
                 t.used = True
         return Window(start_ns=int(start), end_ns=int(end), frames=frames, frame_stamps_ns=frame_stamps,
@@ -610,21 +527,22 @@ class Windower:
 
     # ------------------------------------------------------------------ VAD
     def _feed_vad(self, final: bool) -> None:
-        if self.vad is None or not self._chunks:
+        if self.vad is None or not len(self._audio):
             return
         ne = self._newest_end["audio"]
         flush = final or self._dead("audio")
         until = ne if flush else ne - self._late
         cursor = self._vad_fed
         segs: list[tuple[int, int]] = []
-        j = 0 if cursor is None else bisect.bisect_left(self._cstarts, cursor - self._max_chunk_ns)
-        for c in self._chunks[j:]:
+        chunks = iter(self._audio) if cursor is None else self._audio.scan_from(cursor)
+        for c in chunks:
             if c.start >= until:
                 break
             if cursor is None:
                 cursor = c.start
             if c.end <= cursor:
                 continue
+            samples = c.value
             if c.start - cursor > self._fill * NS_PER_SAMPLE:
                 segs += self.vad.flush()
                 cursor = c.start
@@ -634,9 +552,9 @@ class Windower:
                     segs += self.vad.process(cursor, np.zeros(z, dtype=np.float32))
                     cursor += z * NS_PER_SAMPLE
             a = max(0, int(round((cursor - c.start) / NS_PER_SAMPLE)))
-            b = min(len(c.samples), (until - c.start) // NS_PER_SAMPLE)
+            b = min(len(samples), (until - c.start) // NS_PER_SAMPLE)
             if b > a:
-                segs += self.vad.process(cursor, c.samples[a:b])
+                segs += self.vad.process(cursor, samples[a:b])
                 cursor += (b - a) * NS_PER_SAMPLE
         self._vad_fed = cursor
         if flush and self.vad.in_speech:
@@ -667,9 +585,58 @@ class Windower:
             return self._cut(final=False)
 
     def flush(self) -> list[Window]:
-        """Cut what the data allows without waiting for more (end of a bag, node deactivation)."""
+        """Cut what the data allows without waiting for more (end of a bag, node deactivation), including
+        the short last window of the data (see the module docstring)."""
         with self._lock:
             return self._cut(final=True)
+
+    def _cut_fixed(self, final: bool, out: list[Window]) -> None:
+        while True:
+            s = self._fixed_next
+            e = s + self._W
+            first = self._first_data_at_or_after(s)
+            if first is None:
+                break
+            if first >= e:
+                k = (first - e) // self._hop + 1
+                self.counter.event("windows_skipped_no_data", int(k))
+                self._fixed_next = s + k * self._hop
+                continue
+            if not self._ready(e, final):
+                break
+            w = self._build(s, e, "fixed")
+            self._fixed_next = s + self._hop
+            self._fixed_covered = e
+            if w is not None:
+                out.append(w)
+        if final:
+            self._cut_fixed_tail(out)
+
+    def _cut_fixed_tail(self, out: list[Window]) -> None:
+        """At the end of the data: the next grid window cut short at the data's end, when the windows cut
+        so far leave more than lateness_s of it uncovered (a recording shorter than window_s: all of it)."""
+        e = self._now
+        if self._fixed_covered is not None and e - self._fixed_covered <= self._late:
+            # within the out-of-order tolerance that every window already accepts at its edges (e.g. the
+            # 64 ms of AAC padding a clip's audio ends with): not worth a second, overlapping window
+            return
+        s = self._fixed_next
+        if s == self._fixed_first:  # nothing cut or skipped yet: start with the data, not the grid
+            s = min(s, self._epoch_start)
+        first = self._first_data_at_or_after(s)
+        if first is None or first >= e:
+            return
+        if e - s < self._min_window:
+            if self._tail_tried != e:  # once per end of data, however often flush() is called
+                self.counter.event("windows_skipped_too_short")
+                self._tail_tried = e
+            return
+        w = self._build(s, e, "fixed")
+        self._fixed_next += self._hop  # stays on the grid; the next full window would overlap this one
+        self._fixed_covered = e
+        if w is not None:
+            w.meta["short_window"] = "end_of_data"
+            out.append(w)
 
     def _cut(self, final: bool) -> list[Window]:
         out: list[Window] = []
@@ -678,31 +645,20 @@ class Windower:
         if self._use_vad:
             self._feed_vad(final)
         if self._fixed:
-            while True:
-                s = self._fixed_next
-                e = s + self._W
-                first = self._first_data_at_or_after(s)
-                if first is None:
-                    break
-                if first >= e:
-                    k = (first - e) // self._hop + 1
-                    self.counter.event("windows_skipped_no_data", int(k))
-                    self._fixed_next = s + k * self._hop
-                    continue
-                if not self._ready(e, final):
-                    break
-                w = self._build(s, e, "fixed")
-                self._fixed_next = s + self._hop
-                if w is not None:
-                    out.append(w)
+            self._cut_fixed(final, out)
         if self._use_vad:
             keep = []
             for s, e in self._vad_pending:
                 if final and e > self._now:
-                    e = self._now
+                    e = self._now  # the data ends inside the segment: cut it at the end
+                    if e - s < self._min_window:
+                        self.counter.event("windows_skipped_too_short")
+                        continue
                 if e > s and self._ready(e, final):
                     w = self._build(s, e, "vad")
                     if w is not None:
+                        if final and e == self._now:
+                            w.meta["short_window"] = "end_of_data"
                         out.append(w)
                 elif e > s:
                     keep.append((s, e))
@@ -734,37 +690,11 @@ class Windower:
         keep_from = max(natural, self._now - self._max_buf)
         self._keep_from = keep_from
 
-        def reason(t):
-            return "outside_windows" if t < natural else "buffer_limit"
+        def reason(item: Item) -> str:
+            return "outside_windows" if item.start < natural else "buffer_limit"
 
-        n = bisect.bisect_left(self._fstamps, keep_from)
-        for f in self._frames[:n]:
-            if f.used:
-                self._used["frames"] += 1
-            else:
-                self.counter.evict("frames", reason(f.stamp))
-        del self._frames[:n], self._fstamps[:n]
-
-        kept_chunks = []
-        for c in self._chunks:
-            if c.end <= keep_from:
-                if c.used:
-                    self._used["audio"] += 1
-                else:
-                    self.counter.evict("audio", reason(c.start))
-            else:
-                kept_chunks.append(c)
-        if len(kept_chunks) != len(self._chunks):
-            self._chunks = kept_chunks
-            self._cstarts = [c.start for c in kept_chunks]
-
-        n = bisect.bisect_left(self._tstamps, keep_from)
-        for t in self._texts[:n]:
-            if t.used:
-                self._used["transcript"] += 1
-            else:
-                self.counter.evict("transcript", reason(t.stamp))
-        del self._texts[:n], self._tstamps[:n]
+        for buf in self._buffers.values():
+            buf.evict_before(keep_from, reason)
 
     # ------------------------------------------------------------------ introspection
     def accounting(self) -> dict:
@@ -773,13 +703,13 @@ class Windower:
         lost = accepted - used - evicted - buffered must be 0: nothing accepted disappears uncounted.
         """
         with self._lock:
-            buffered = {"frames": len(self._frames), "audio": len(self._chunks), "transcript": len(self._texts)}
             out = {}
             for s in STREAMS:
+                buf = self._buffers[s]
                 acc = self.counter.accepted(s)
                 ev = self.counter.evicted(s)
-                out[s] = {"accepted": acc, "used": self._used[s], "evicted": ev, "buffered": buffered[s],
-                          "lost": acc - self._used[s] - ev - buffered[s]}
+                out[s] = {"accepted": acc, "used": buf.used_evicted, "evicted": ev, "buffered": len(buf),
+                          "lost": acc - buf.used_evicted - ev - len(buf)}
             return out
 
     def stats(self) -> dict:
@@ -788,7 +718,7 @@ class Windower:
             return {
                 "now_ns": self._now,
                 "buffered_frames": len(self._frames),
-                "buffered_audio_s": sum(len(c.samples) for c in self._chunks) / AUDIO_SAMPLE_RATE,
+                "buffered_audio_s": sum(len(c.value) for c in self._audio) / AUDIO_SAMPLE_RATE,
                 "buffered_transcripts": len(self._texts),
                 "frames_dead": self._now is not None and self._dead("frames"),
                 "audio_dead": self._now is not None and self._dead("audio"),

@@ -11,13 +11,14 @@ import sys
 from dataclasses import dataclass
 
 import rclpy
+from builtin_interfaces.msg import Time
 from rclpy.node import Node
 
 from emotion_ros.msg import AudioChunk
 
+from emotion_ros.ingest.stamps import ns_to_time
 from emotion_ros.ingest.window import AUDIO_SAMPLE_RATE
 from emotion_ros.nodes.parameters import declare_config_parameters, init_or_explain, read_config_parameters
-from emotion_ros.nodes.ros_time import ns_to_stamp
 from emotion_ros.params import ConfigError, param, validate
 
 @dataclass
@@ -103,7 +104,7 @@ class MicrophoneNode(Node):
             self._offset_ns = now_ns - adc_ns if adc_ns else 0
         stamp = adc_ns + self._offset_ns if adc_ns else now_ns - frame_count * 1_000_000_000 // self.rate
         msg = AudioChunk(sample_rate=self.rate, channels=self.channels, sample_format="S16LE")
-        msg.header.stamp = ns_to_stamp(stamp)
+        msg.header.stamp = ns_to_time(stamp, Time)
         msg.header.frame_id = self.frame_id
         msg.data = bytes(in_data)
         self.publisher.publish(msg)

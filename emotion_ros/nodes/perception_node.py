@@ -23,6 +23,7 @@ from collections import Counter, deque
 
 import numpy as np
 import rclpy
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -30,7 +31,7 @@ from rclpy.qos import QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
-from emotion_ros.msg import AudioChunk, EmotionReasoning, EmotionState
+from emotion_ros.msg import AudioChunk, EmotionReasoning, EmotionState, Transcript
 
 from emotion_ros.config import NODE_NAME, PerceptionConfig
 from emotion_ros.inference import build_engine
@@ -42,7 +43,7 @@ from emotion_ros.ingest.window import modality_names
 from emotion_ros.ingest.windowing import Windower
 from emotion_ros.model.prompt import parse_answer
 from emotion_ros.nodes.parameters import declare_config_parameters, read_config_parameters
-from emotion_ros.nodes.ros_time import ns_to_stamp, stamp_to_ns
+from emotion_ros.ingest.stamps import ns_to_time, time_to_ns
 
 
 class EmotionPerceptionNode(LifecycleNode):
@@ -134,6 +135,8 @@ class EmotionPerceptionNode(LifecycleNode):
                   (CompressedImage, topics.compressed_image_topic, self._on_compressed, image_qos),
                   (AudioChunk, topics.audio_topic, self._on_audio, reliable),
                   (String, topics.transcript_topic, self._on_transcript, reliable)]
+        if topics.transcript_type == "transcript":  # one topic has one type: a stamped span instead
+            inputs[-1] = (Transcript, topics.transcript_topic, self._on_stamped_transcript, reliable)
         self._subs = [self.create_subscription(t, name, cb, qos) for t, name, cb, qos in inputs if name]
         self.worker.start()
         self._idle_timer = self.create_timer(0.1, self._flush_when_inputs_stop)
@@ -201,22 +204,27 @@ class EmotionPerceptionNode(LifecycleNode):
         stopped, end of a replayed bag), cut the windows the buffered data allows instead of waiting
         for data that may never come."""
         timeout = self.config.windowing.sensor_timeout_s
+        if self.worker is not None and not self.worker.idle():
+            # silence while a window is being scored is a player waiting for its state (flow control),
+            # not the end of the inputs: a flush now would cut the short end-of-data window too early
+            self._last_input = time.monotonic()
+            return
         if not self._flushed and time.monotonic() - self._last_input > timeout:
             self._submit_ready_windows(flush=True)
 
     def _on_image(self, msg: Image) -> None:
         self._frame_id = msg.header.frame_id
-        self.windower.push_image(stamp_to_ns(msg.header.stamp), msg.encoding, msg.height, msg.width, msg.step,
+        self.windower.push_image(time_to_ns(msg.header.stamp), msg.encoding, msg.height, msg.width, msg.step,
                                  msg.data, msg.is_bigendian)
         self._submit_ready_windows()
 
     def _on_compressed(self, msg: CompressedImage) -> None:
         self._frame_id = msg.header.frame_id
-        self.windower.push_compressed_image(stamp_to_ns(msg.header.stamp), msg.format, msg.data)
+        self.windower.push_compressed_image(time_to_ns(msg.header.stamp), msg.format, msg.data)
         self._submit_ready_windows()
 
     def _on_audio(self, msg: AudioChunk) -> None:
-        self.windower.push_audio_chunk(stamp_to_ns(msg.header.stamp), msg.sample_rate, msg.channels,
+        self.windower.push_audio_chunk(time_to_ns(msg.header.stamp), msg.sample_rate, msg.channels,
                                        msg.sample_format, msg.data)
         self._submit_ready_windows()
 
@@ -227,13 +235,19 @@ class EmotionPerceptionNode(LifecycleNode):
         self.windower.push_transcript(stamp, msg.data)
         self._submit_ready_windows()
 
+    def _on_stamped_transcript(self, msg: Transcript) -> None:
+        # emotion_ros/Transcript: the speech's own span, so the text goes to every window overlapping it
+        # (an unset end, 0, means unknown: the start instant only)
+        self.windower.push_transcript(time_to_ns(msg.header.stamp), msg.text, time_to_ns(msg.end) or None)
+        self._submit_ready_windows()
+
     # ---------------------------------------------------------------- outputs
     def _publish_state(self, result: EmotionResult) -> None:
         w = result.window
         msg = EmotionState()
-        msg.header.stamp = ns_to_stamp(w.end_ns)
+        msg.header.stamp = ns_to_time(w.end_ns, Time)
         msg.header.frame_id = self._frame_id
-        msg.window_start = ns_to_stamp(w.start_ns)
+        msg.window_start = ns_to_time(w.start_ns, Time)
         msg.label = result.label
         msg.confidence = float(result.confidence)
         msg.unsure = bool(result.unsure)
@@ -265,8 +279,8 @@ class EmotionPerceptionNode(LifecycleNode):
         msg = EmotionReasoning()
         msg.header.stamp = self.get_clock().now().to_msg()
         msg.header.frame_id = self._frame_id
-        msg.window_start = ns_to_stamp(w.start_ns)
-        msg.window_end = ns_to_stamp(w.end_ns)
+        msg.window_start = ns_to_time(w.start_ns, Time)
+        msg.window_end = ns_to_time(w.end_ns, Time)
         msg.window_index = int(w.index)
         msg.delta = delta
         msg.text = text
@@ -292,7 +306,7 @@ class EmotionPerceptionNode(LifecycleNode):
 
         def publish(result: EmotionResult) -> None:
             msg = Expression()
-            msg.header.stamp = ns_to_stamp(result.window.end_ns)
+            msg.header.stamp = ns_to_time(result.window.end_ns, Time)
             msg.expression = HRI_EXPRESSIONS.get(result.label, result.label)
             msg.valence = 0.0 if math.isnan(result.valence) else float(result.valence)
             msg.arousal = 0.0 if math.isnan(result.arousal) else float(result.arousal)

@@ -4,7 +4,7 @@ import time
 
 import rclpy
 
-from emotion_ros.msg import AudioChunk, EmotionReasoning, EmotionState
+from emotion_ros.msg import AudioChunk, EmotionReasoning, EmotionState, Transcript
 
 
 def samples():
@@ -18,7 +18,9 @@ def samples():
     reasoning.window_end.sec = 12
     audio = AudioChunk(sample_rate=16000, channels=1, sample_format=AudioChunk.FORMAT_S16LE, data=bytes(range(256)) * 4)
     audio.header.stamp.sec = 3
-    return {"/t/state": state, "/t/reasoning": reasoning, "/t/audio": audio}
+    transcript = Transcript(text="我今天很高兴", language="zh")
+    transcript.header.stamp.sec, transcript.end.sec, transcript.end.nanosec = 4, 5, 250
+    return {"/t/state": state, "/t/reasoning": reasoning, "/t/audio": audio, "/t/transcript": transcript}
 
 
 def main():
