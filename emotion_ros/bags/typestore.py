@@ -43,6 +43,7 @@ INPUT_KINDS = {
     AUDIO_DATA_STAMPED: "audio",
     AUDIO_INFO: "audio_info",
     STRING: "transcript",
+    TRANSCRIPT: "transcript",
 }
 
 # Default topics of the node (issue 3) and their types.
