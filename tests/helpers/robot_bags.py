@@ -15,7 +15,7 @@ import numpy as np
 
 from emotion_ros.bags.clips import DEFAULT_T0_NS, synthetic_audio, synthetic_frame
 from emotion_ros.bags.typestore import project_typestore
-from emotion_ros.evaluation.annotations import Annotations, Segment
+from emotion_ros.bags.annotations import Annotations, Segment
 from emotion_ros.ingest.audio_conversion import mono_to_chunk_bytes
 from emotion_ros.ingest.image_conversion import rgb_to_compressed
 
