@@ -67,7 +67,9 @@ def test_audio_common_bag_live_agrees_with_offline_from_the_first_window_and_hri
     from tests.helpers.ros import python_process
 
     bag = tmp_path / "rec.mcap"
-    write_robot_bag(bag, sample_rate=48_000, channels=2)  # /image_raw/compressed, /audio_stamped, /audio_info
+    # /image_raw/compressed, /audio_stamped, /audio_info, logged at receive times as ros2 bag record does:
+    # audio 0.35 s after its stamps (a 100 ms chunk is published once complete), frames 30 ms after theirs
+    write_robot_bag(bag, sample_rate=48_000, channels=2, audio_receive_delay_s=0.8, image_receive_delay_s=0.03)
     node = python_process("-m", "emotion_ros.nodes.perception_node", "--ros-args", *NODE_ARGS, env=interfaces)
     log = ""
     expressions = []

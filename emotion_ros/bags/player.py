@@ -299,6 +299,14 @@ class BagPlayer:
         anchor_wall = anchor_bag = None
         next_end = None
         latest_sensor = None
+        # Per stream: newest header stamp published and the bag time it was logged at. Flow control waits
+        # only once EVERY stream is past the window: bags log receive times, and an audio driver publishes
+        # a chunk after it is complete, so audio lags the frames in bag order (0.8 s lag: the player waited
+        # for a window whose audio it had not sent, the node's idle flush cut it without audio, and the
+        # first live windows differed from offline). A stream silent for stall_ns of bag time stops counting.
+        newest: dict[str, int] = {}
+        logged: dict[str, int] = {}
+        stall_ns = int(max(2 * w.window_s, 2.0) * NS)
         first_bag = last_bag = None
         last_pub = 0.0
         for m in bag.messages(topics):
@@ -308,12 +316,17 @@ class BagPlayer:
                 first_bag = m.timestamp_ns
             last_bag = m.timestamp_ns
             sensor = m.header_stamp_ns()
-            if sensor is None:
+            if sensor is not None:
+                newest[m.topic] = max(newest.get(m.topic, sensor), sensor)
+                logged[m.topic] = m.timestamp_ns
+            else:
                 sensor = latest_sensor if latest_sensor is not None else m.timestamp_ns
             if cfg.flow:
                 if next_end is None:
                     next_end = sensor + window_ns
-                while sensor > next_end + lead_ns and not self._stop.is_set():
+                live = [newest[t] for t in newest if m.timestamp_ns - logged[t] <= stall_ns]
+                reached = min(live) if live else sensor
+                while reached > next_end + lead_ns and not self._stop.is_set():
                     self.stats.windows_waited += 1
                     if not self._wait_window(next_end, cfg.state_timeout_s):
                         self.stats.timeouts += 1

@@ -34,8 +34,13 @@ def write_robot_bag(path: str | Path, segments: Sequence[tuple[str, float]] = ((
                     fps: float = 10.0, size=(64, 48), sample_rate: int = 48_000, channels: int = 2,
                     chunk_ms: int = 100, raw: bool = False, compressed: bool = True,
                     compressed_format: str = "rgb8; jpeg compressed bgr8", audio_info: bool = True,
-                    extra_topics: bool = True, t0_ns: int = DEFAULT_T0_NS) -> Annotations:
-    """Write a bare .mcap at `path` (+ `<stem>.annotations.json`); returns the annotations."""
+                    extra_topics: bool = True, t0_ns: int = DEFAULT_T0_NS, audio_receive_delay_s: float = 0.0,
+                    image_receive_delay_s: float = 0.0) -> Annotations:
+    """Write a bare .mcap at `path` (+ `<stem>.annotations.json`); returns the annotations.
+
+    *_receive_delay_s: bag (log) time = header stamp + this, as `ros2 bag record` logs receive times: an audio
+    driver publishes a chunk only once it is complete (stamp = its first sample), so its messages arrive a
+    chunk length or more after their stamps, later than a camera's frames."""
     from mcap_ros2.writer import Writer
 
     path = Path(path)
@@ -58,14 +63,15 @@ def write_robot_bag(path: str | Path, segments: Sequence[tuple[str, float]] = ((
             t_ns = t0_ns + round(ts * NS)
             rgb = np.ascontiguousarray(synthetic_frame(label, ts, size))
             header = {"stamp": _stamp(t_ns), "frame_id": "camera"}
+            log_ns = t_ns + round(image_receive_delay_s * NS)
             if raw:
                 h, w = rgb.shape[:2]
-                add(t_ns, USB_CAM_RAW, "sensor_msgs/msg/Image",
+                add(log_ns, USB_CAM_RAW, "sensor_msgs/msg/Image",
                     {"header": header, "height": h, "width": w, "encoding": "rgb8", "is_bigendian": 0,
                      "step": 3 * w, "data": rgb.tobytes()})
             if compressed:
                 _fmt, data = rgb_to_compressed(rgb, "jpeg", quality=90)
-                add(t_ns, USB_CAM_COMPRESSED, "sensor_msgs/msg/CompressedImage",
+                add(log_ns, USB_CAM_COMPRESSED, "sensor_msgs/msg/CompressedImage",
                     {"header": header, "format": compressed_format, "data": data})
         # audio at the driver's rate (resampled from the 16 kHz synthetic voice), in chunk_ms chunks
         voice = synthetic_audio(label, dur, t)
@@ -74,7 +80,7 @@ def write_robot_bag(path: str | Path, segments: Sequence[tuple[str, float]] = ((
         step = sample_rate * chunk_ms // 1000
         for k in range(0, len(voice), step):
             t_ns = t0_ns + round((t + k / sample_rate) * NS)
-            add(t_ns, AUDIO_STAMPED, "audio_common_msgs/msg/AudioDataStamped",
+            add(t_ns + round(audio_receive_delay_s * NS), AUDIO_STAMPED, "audio_common_msgs/msg/AudioDataStamped",
                 {"header": {"stamp": _stamp(t_ns), "frame_id": "mic"},
                  "audio": {"data": mono_to_chunk_bytes(voice[k:k + step], "S16LE", channels)}})
         if extra_topics:
