@@ -250,3 +250,21 @@ def test_ctrl_c_stops_cleanly_with_rc_0(command, tmp_path):
     if command == "record":
         assert "(Ctrl-C to stop)" not in out and "recorded {" in out
         assert BagReader(tmp_path / "rec").open().message_count == 0
+
+
+# ---------------------------------------------------------------------------------------- ROS4HRI mapping
+def test_every_label_of_every_label_set_maps_to_an_expression_constant():
+    from emotion_ros.bags.typestore import project_typestore
+    from emotion_ros.model.prompt import LABEL_SETS
+    from emotion_ros.nodes.hri import EXPRESSIONS, expression_for, valence_arousal
+
+    constants = {c[2] for c in project_typestore().fielddefs["hri_msgs/msg/Expression"][0]}
+    assert set(EXPRESSIONS) == constants  # our list is the message's own constants
+    for name, labels in LABEL_SETS.items():
+        for label in labels:
+            assert expression_for(label) in constants, (name, label)
+    assert expression_for("worried") == "scared" and expression_for("surprise") == "surprised"
+    assert expression_for("no-such-label") == "neutral"
+    v, a = valence_arousal(["happy", "sad"], [0.9, 0.1])
+    assert 0 < v <= 1 and -1 <= a <= 1
+    assert valence_arousal(["happy"], [1.0], valence=-0.25, arousal=0.5) == (-0.25, 0.5)
