@@ -161,6 +161,12 @@ def test_camera_with_sensor_data_qos_gives_states_with_vision(tmp_path):
             mic.publish(chunk)
             spin_until(ros, lambda: False, 0.1, executor)
         spin_until(ros, lambda: len(states) >= 4, 30, executor)
+        # a BEST_EFFORT publisher appearing later on an input the node subscribed RELIABLE: an
+        # incompatible-QoS event, which the node reports and answers by re-subscribing
+        ros.create_publisher(AudioChunk, "/audio", qos_profile_sensor_data)
+        diags.clear()
+        spin_until(ros, lambda: any(kv.key == "events/qos_incompatible" for d in diags for st in d.status
+                                    for kv in st.values), 15, executor)
     finally:
         log = _stop(node)
         rclpy.shutdown(context=context)
@@ -168,5 +174,8 @@ def test_camera_with_sensor_data_qos_gives_states_with_vision(tmp_path):
     assert all(s.modalities & 2 for s in states), [s.modalities for s in states]
     assert "best_effort" in log and "/camera/image_raw" in log, log
     assert node.returncode == 0 and "Traceback" not in log and "inference failed" not in log, log
-    qos = {kv.key: kv.value for d in diags for st in d.status for kv in st.values if kv.key.startswith("qos/")}
-    assert qos.get("qos//camera/image_raw", "").startswith("best_effort"), qos
+    values = {kv.key: kv.value for d in diags for st in d.status for kv in st.values}
+    assert values.get("qos//camera/image_raw", "").startswith("best_effort"), values
+    assert int(values.get("events/qos_incompatible./audio", 0)) >= 1, values
+    assert values.get("qos//audio", "").startswith("best_effort"), values  # re-subscribed with the new QoS
+    assert "incompatible QoS on /audio" in log, log
