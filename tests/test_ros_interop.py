@@ -179,17 +179,22 @@ def test_report_has_every_window_and_every_drop(robot_bag, tmp_path):
     assert "+ lost 0" in summary and result["summary"]["lost"] == 0
 
 
-def test_cli_closing_line_prints_the_drops(tmp_path, capsys):
+def test_cli_closing_line_prints_the_drops(tmp_path, capsys, monkeypatch):
+    import emotion_ros.inference
     from emotion_ros.app.cli import main
 
-    bag = tmp_path / "bad.mcap"
-    write_robot_bag(bag, sample_rate=16_000, channels=1, audio_info=False, extra_topics=False)
-    rc = main(["evaluate", str(bag), "--offline", "--profile", "tiny", "--checkpoint", "", "--out", str(tmp_path / "r")])
+    monkeypatch.setattr(emotion_ros.inference, "build_engine", lambda config: ModalityEngine())  # no model needed
+    bag = tmp_path / "mp3.mcap"
+    write_robot_bag(bag, sample_rate=16_000, channels=1, coding_format="mp3", extra_topics=False)
+    rc = main(["evaluate", str(bag), "--offline", "--out", str(tmp_path / "r")])
     out = capsys.readouterr().out
     assert rc == 0
     closing = out.strip().splitlines()[-1]
-    assert re.match(r"1 bag\(s\) evaluated, 0 failed; \d+ windows; 0 inputs dropped, 0 lost; Avg", closing), closing
+    assert re.match(r"1 bag\(s\) evaluated, 0 failed; \d+ windows; 50 inputs dropped \(audio_coding_unsupported 50\), "
+                    r"0 lost; Avg", closing), closing
     assert "input audio      <- /audio_stamped" in out
+    summary = (tmp_path / "r" / "summary.md").read_text()
+    assert "- dropped by reason: audio_coding_unsupported: 50" in summary
 
 
 def test_missing_annotations_name_the_files_looked_for(tmp_path):

@@ -35,7 +35,7 @@ def write_robot_bag(path: str | Path, segments: Sequence[tuple[str, float]] = ((
                     chunk_ms: int = 100, raw: bool = False, compressed: bool = True,
                     compressed_format: str = "rgb8; jpeg compressed bgr8", audio_info: bool = True,
                     extra_topics: bool = True, t0_ns: int = DEFAULT_T0_NS, audio_receive_delay_s: float = 0.0,
-                    image_receive_delay_s: float = 0.0) -> Annotations:
+                    image_receive_delay_s: float = 0.0, coding_format: str = "wave") -> Annotations:
     """Write a bare .mcap at `path` (+ `<stem>.annotations.json`); returns the annotations.
 
     *_receive_delay_s: bag (log) time = header stamp + this, as `ros2 bag record` logs receive times: an audio
@@ -54,7 +54,7 @@ def write_robot_bag(path: str | Path, segments: Sequence[tuple[str, float]] = ((
     if audio_info:  # latched at driver start: recorded first
         add(t0_ns, AUDIO_INFO, "audio_common_msgs/msg/AudioInfo",
             {"channels": channels, "sample_rate": sample_rate, "sample_format": "S16LE",
-             "bitrate": 0, "coding_format": "wave"})
+             "bitrate": 0, "coding_format": coding_format})
     if extra_topics:
         add(t0_ns, "/robot_description", "std_msgs/msg/String", {"data": "<robot name='r'/>"})
     for i, (label, dur) in enumerate(segments):
