@@ -27,11 +27,11 @@ class ModalityEngine:
     point here is which inputs reach the windows)."""
 
     def process(self, window):
-        from types import SimpleNamespace
+        from emotion_ros.inference.engine import EmotionResult
 
-        return SimpleNamespace(window=window, label="happy", confidence=1.0, labels=["happy", "sad"],
-                               scores=[1.0, 0.0], modalities=int(window.modalities), transcript=window.transcript or "",
-                               latency_ms=1.0, model_id="test", task="emotion", valence=math.nan, arousal=math.nan)
+        return EmotionResult(window=window, label="happy", confidence=1.0, labels=["happy", "sad"], scores=[1.0, 0.0],
+                             modalities=int(window.modalities), transcript=window.transcript or "",
+                             latency_ms=1.0, model_id="test", task="emotion")
 
 
 @pytest.fixture(scope="module")

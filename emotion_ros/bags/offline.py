@@ -258,11 +258,10 @@ class _NoModel:
     """An engine stand-in that labels nothing: counts the windows the windowing cuts (no model run)."""
 
     def process(self, window):
-        from types import SimpleNamespace
+        from emotion_ros.inference.engine import EmotionResult
 
-        return SimpleNamespace(window=window, label="", confidence=0.0, labels=[], scores=[], modalities=0,
-                               transcript="", latency_ms=math.nan, model_id="", task="", valence=math.nan,
-                               arousal=math.nan)
+        return EmotionResult(window=window, label="", labels=[], scores=[], confidence=0.0, modalities=0,
+                             transcript="", task="", model_id="", latency_ms=math.nan)
 
 
 def expected_windows(bag_path, config=None) -> int:
