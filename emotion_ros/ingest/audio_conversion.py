@@ -165,7 +165,7 @@ RAW_CODINGS = ("wave", "wav", "pcm", "")
 class AudioFormat:
     """The layout of a raw audio stream: what AudioInfo says, or what is assumed without one."""
 
-    sample_rate: int = TARGET_RATE
+    sample_rate: int = AUDIO_SAMPLE_RATE
     channels: int = 1
     sample_format: str = "S16LE"
     coding_format: str = "wave"
