@@ -32,7 +32,7 @@ from emotion_ros.bags.recorder import reliable_qos
 from emotion_ros.config import TopicsConfig
 from emotion_ros.ingest.windowing import WindowingConfig
 from emotion_ros.bags.typestore import (AUDIO_CHUNK, AUDIO_DATA_STAMPED, AUDIO_INFO, COMPRESSED_IMAGE, EMOTION_STATE,
-                                        IMAGE, STRING, ros_message_class)
+                                        IMAGE, STRING, TRANSCRIPT, ros_message_class)
 
 NS = 1_000_000_000
 
@@ -119,7 +119,7 @@ class BagPlayer:
         t = cfg.inputs
         node_topic = {IMAGE: t.image_topic, COMPRESSED_IMAGE: t.compressed_image_topic, AUDIO_CHUNK: t.audio_topic,
                       AUDIO_DATA_STAMPED: t.audio_stamped_topic, AUDIO_INFO: t.audio_info_topic,
-                      STRING: t.transcript_topic}
+                      STRING: t.transcript_topic, TRANSCRIPT: t.transcript_topic}
         if cfg.topics is not None:
             chosen = {t: cfg.remap.get(t, t) for t in bag_topics if t in cfg.topics}
             self.stats.skipped.update({t: "not among the topics asked for" for t in bag_topics if t not in chosen})
