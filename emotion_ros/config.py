@@ -35,6 +35,18 @@ class TopicsConfig:
     compressed_image_topic: str = param("/camera/image_raw/compressed",
                                         "sensor_msgs/CompressedImage input (jpeg/png; '' = off)")
     audio_topic: str = param("/audio", "emotion_ros/AudioChunk input ('' = off)")
+    audio_stamped_topic: str = param(
+        "/audio_stamped", "audio_common_msgs/AudioDataStamped input of the standard ROS 2 audio driver "
+        "(audio_capture; subscribed where audio_common_msgs is importable; '' = off)")
+    audio_info_topic: str = param("/audio_info", "audio_common_msgs/AudioInfo: rate, channels and sample format "
+                                  "of the AudioDataStamped stream (transient-local, as audio_capture publishes it)")
+    audio_fallback_sample_rate: int = param(
+        16000, "AudioDataStamped before any AudioInfo arrived: assumed sample rate (0 = drop such chunks, "
+        "counted as audio_no_info)", min=0, max=192000, advanced=True)
+    audio_fallback_channels: int = param(1, "AudioDataStamped before any AudioInfo: assumed channel count",
+                                         min=1, max=8, advanced=True)
+    audio_fallback_format: Literal["S16LE", "F32LE"] = param(
+        "S16LE", "AudioDataStamped before any AudioInfo: assumed sample format", advanced=True)
     transcript_topic: str = param("/transcript", "transcript input; '' = none: the node transcribes "
                                   "(profile with ASR)")
     transcript_type: Literal["string", "transcript"] = param(
@@ -53,6 +65,20 @@ class TopicsConfig:
 
     def __post_init__(self):
         validate(self)
+
+    def audio_fallback(self):
+        """The AudioFormat assumed for AudioDataStamped before an AudioInfo is seen (None = drop)."""
+        from emotion_ros.ingest.audio_conversion import AudioFormat
+
+        if not self.audio_fallback_sample_rate:
+            return None
+        return AudioFormat(self.audio_fallback_sample_rate, self.audio_fallback_channels, self.audio_fallback_format)
+
+    def configured_inputs(self) -> dict[str, list[str]]:
+        """input -> the topic names the node subscribes for it (emotion_ros.bags.topic_map's `configured`)."""
+        return {"image": [self.image_topic, self.compressed_image_topic],
+                "audio": [self.audio_topic, self.audio_stamped_topic],
+                "audio_info": [self.audio_info_topic], "transcript": [self.transcript_topic]}
 
 
 @dataclass

@@ -102,3 +102,39 @@ def test_empty_parameter_value_is_one_sentence_not_an_rcl_crash():
     out = proc.communicate(timeout=60)[0]
     assert proc.returncode == 2, out
     assert "checkpoint:=\"''\"" in out and "Traceback" not in out, out
+
+
+def test_launch_nodes_are_the_packages_entry_points_and_the_yaml_names_their_declared_parameters():
+    """launch_ros starts `<prefix>/lib/emotion_ros/<executable>` of package `emotion_ros`: each executable of
+    the launch file is a bin/ script that CMake installs there and that runs the module NODES names; every
+    key of launch/perceive.yaml is a parameter the running node really declares (rclpy, not a table)."""
+    import re
+    import xml.etree.ElementTree as ET
+
+    import pytest
+
+    from emotion_ros.paths import PACKAGE
+
+    assert ET.parse(ROOT / "package.xml").getroot().findtext("name") == PACKAGE
+    cmake = (ROOT / "CMakeLists.txt").read_text()
+    (programs,) = re.findall(r"install\(PROGRAMS ([^)]*)\)", cmake)
+    assert "DESTINATION lib/${PROJECT_NAME}" in programs
+    for exe, module, _name, _opt in NODES:
+        assert f"bin/{exe}" in programs.split()
+        assert f"from {module} import main" in (ROOT / "bin" / exe).read_text()
+        assert (ROOT / "bin" / exe).stat().st_mode & 0o111, f"bin/{exe} is not executable"
+
+    rclpy = pytest.importorskip("rclpy")
+    from emotion_ros.nodes.perception_node import EmotionPerceptionNode
+
+    params = yaml.safe_load(default_params_file().read_text())["emotion_perception"]["ros__parameters"]
+    context = rclpy.context.Context()
+    rclpy.init(context=context)
+    try:
+        node = EmotionPerceptionNode(context=context)
+        declared = {name for name in node._parameters if name != "use_sim_time"}
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+    assert set(params) <= declared, set(params) - declared
+    assert {"audio_stamped_topic", "audio_info_topic", "hri_topic"} <= declared

@@ -73,3 +73,29 @@ def test_chunks_carry_pcm_and_capture_stamps(monkeypatch):
         mic.close()
     finally:
         rclpy.shutdown()
+
+
+@pytest.mark.parametrize("index", ["0", "3", "99"])
+def test_device_index_is_checked_against_the_devices_not_a_segfault(index):
+    """PortAudio dereferenced a device index it does not have (rc 139, no output); now the index is checked
+    first and the sentence lists the input devices that exist (none on this machine)."""
+    pytest.importorskip("pyaudio")
+    proc = subprocess.run([sys.executable, "-m", "emotion_ros.nodes.microphone_node", "--ros-args", "-p",
+                           f"device_index:={index}"], capture_output=True, text=True, timeout=60)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1 and f"device_index {index} is not an input device; input devices here:" in lines[0]
+
+
+def test_input_devices_lists_only_devices_that_record():
+    from emotion_ros.nodes.microphone_node import input_devices
+
+    class PA:
+        def get_device_count(self):
+            return 3
+
+        def get_device_info_by_index(self, i):
+            return [{"name": "hdmi", "maxInputChannels": 0}, {"name": "usb mic", "maxInputChannels": 2},
+                    {"name": "array", "maxInputChannels": 4}][i]
+
+    assert input_devices(PA()) == {1: "usb mic", 2: "array"}

@@ -53,22 +53,53 @@ def _add_config_arguments(p) -> None:
                    help="override one node parameter (repeatable), e.g. --param window_s:=3")
 
 
+def _init_ros():
+    """rclpy without its own SIGINT handler and without our command line (rclpy.init() would parse
+    sys.argv: an argument like FROM:=TO outside --ros-args makes rcl warn "This syntax is deprecated").
+    Ctrl-C then raises KeyboardInterrupt in our code, which stops cleanly (rc 0, no traceback), instead
+    of rclpy shutting the context down under running executors (RCLError: context is invalid)."""
+    import rclpy
+    from rclpy.signals import SignalHandlerOptions
+
+    rclpy.init(args=[], signal_handler_options=SignalHandlerOptions.NO)
+
+
+def _shutdown_ros(node=None, executor=None) -> None:
+    import rclpy
+
+    for close in ((executor.shutdown if executor is not None else None),
+                  (node.destroy_node if node is not None else None)):
+        if close is None:
+            continue
+        try:
+            close()
+        except Exception:  # the context may already be gone after an interrupt
+            pass
+    if rclpy.ok():
+        rclpy.shutdown()
+
+
 # ---------------------------------------------------------------------------------------- replay
 def cmd_replay(args) -> int:
     import rclpy
 
+    from emotion_ros.bags.offline import expected_windows
     from emotion_ros.bags.player import BagPlayer, PlayerConfig
     from emotion_ros.bags.recorder import BagRecorder
     from emotion_ros.bags.typestore import EMOTION_REASONING, EMOTION_STATE
 
     node_config = _perception_config(args, window_s=args.window_s, hop_s=args.hop_s, state_topic=args.state_topic)
     state_topic = node_config.topics.state_topic
-    config = PlayerConfig(rate=args.rate, flow=args.flow, topics=args.topics or PlayerConfig.topics,
-                          remap=_remap(args.remap), state_topic=state_topic, windowing=node_config.windowing,
-                          state_timeout_s=args.state_timeout)
-    rclpy.init()
+    config = PlayerConfig(rate=args.rate, flow=args.flow, topics=args.topics, remap=_remap(args.remap),
+                          state_topic=state_topic, windowing=node_config.windowing, inputs=node_config.topics,
+                          state_timeout_s=args.state_timeout, log=lambda line: print(f"replay: {line}", flush=True))
+    expected = None
+    if node_config.windowing.mode == "fixed":  # the windows the node will cut, to count missing states against
+        expected = expected_windows(args.bag, node_config)
+    _init_ros()
     node = rclpy.create_node("emotion_ros_replay")
     recorder = None
+    player = None
     try:
         if args.record_states:
             topics = {state_topic: EMOTION_STATE, node_config.topics.reasoning_topic: EMOTION_REASONING}
@@ -80,17 +111,28 @@ def cmd_replay(args) -> int:
                       f"latency {rec.latency_ms:.0f} ms", flush=True)
 
         player = BagPlayer(args.bag, config, node=node, on_state=show)
-        stats = player.play()
+        try:
+            stats = player.play()
+        except KeyboardInterrupt:
+            player.stop()
+            stats = player.stats
+            stats.interrupted = True
+        stats.windows_expected = expected
+        for warning in stats.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         print(stats.summary())
         if stats.unmatched_topics:
             print(f"note: nobody subscribed to {stats.unmatched_topics}", file=sys.stderr)
+        if expected is not None and not stats.interrupted and len(stats.states) < expected and not args.flow:
+            print(f"note: {expected - len({s.window_index for s in stats.states})} of {expected} windows got no "
+                  "state: the node could not keep up at this rate (use --flow to lose none)", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("replay: interrupted", file=sys.stderr)
     finally:
         if recorder is not None:
             counts = recorder.stop()
             print(f"recorded {counts} to {args.record_states}")
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        _shutdown_ros(node)
     return 0
 
 
@@ -105,31 +147,31 @@ def cmd_record(args) -> int:
     topics = list(args.topics or OUTPUT_TOPICS)
     if args.inputs:
         topics += [t for t in INPUT_TOPICS if t not in topics]
-    rclpy.init()
+    _init_ros()
     node = rclpy.create_node("emotion_ros_record")
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     recorder = BagRecorder(node, args.out, {t: DEFAULT_TOPICS.get(t) for t in topics}, storage=args.storage,
                            stamp=args.stamp)
+    started = False
     try:
         if any(DEFAULT_TOPICS.get(t) is None for t in topics):  # let discovery find the unknown types
             end = time.monotonic() + 3
             while time.monotonic() < end:
                 executor.spin_once(timeout_sec=0.1)
         recorder.start()
-        print(f"recording {topics} to {args.out} (Ctrl-C to stop)", flush=True)
+        started = True
+        until = f"for {args.duration:g} s (Ctrl-C stops earlier)" if args.duration else "until Ctrl-C"
+        print(f"recording {topics} to {args.out} {until}; bag time = {args.stamp} stamps", flush=True)
         end = time.monotonic() + args.duration if args.duration else None
         while end is None or time.monotonic() < end:
             executor.spin_once(timeout_sec=0.1)
     except KeyboardInterrupt:
-        pass
+        print("record: interrupted", file=sys.stderr)
     finally:
-        counts = recorder.stop()
-        print(f"recorded {counts}")
-        executor.shutdown()
-        node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
+        if started:
+            print(f"recorded {recorder.stop()}")
+        _shutdown_ros(node, executor)
     return 0
 
 
@@ -152,8 +194,13 @@ def cmd_evaluate(args) -> int:
         config = _perception_config(args, profile=args.profile, checkpoint=args.checkpoint, labels=args.labels,
                                     label_set=args.label_set, seed=args.seed, llm_precision=args.llm_precision,
                                     window_s=args.window_s, hop_s=args.hop_s, window_mode=args.window_mode)
-        runner = OfflineRunner(build_engine(config.engine), config)
-        states_fn = lambda job: runner.run(job.bag, progress=True).states  # noqa: E731
+        runner = OfflineRunner(build_engine(config.engine), config, log=print)
+
+        def states_fn(job):
+            result = runner.run(job.bag, progress=True)
+            for warning in result.warnings:
+                print(f"warning: {warning}", file=sys.stderr)
+            return result  # states + the input account, kept for the report
     try:
         wheels = M.EmotionWheels.load(args.wheels) if args.wheels else None
     except M.WheelError as err:
@@ -163,8 +210,13 @@ def cmd_evaluate(args) -> int:
     command = "python -m emotion_ros " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if args.record_command else ""
     summary = write_report(result, args.out, command=command)
     s = result["summary"]
-    print(f"{s['bags_evaluated']} bag(s) evaluated, {s['bags_failed']} failed; Avg {result['avg'] * 100:.2f}; "
-          f"report: {summary}")
+    if s.get("inputs_counted"):
+        reasons = ", ".join(f"{k} {v}" for k, v in s["dropped"].items())
+        drops = f"{s['dropped_total']} inputs dropped" + (f" ({reasons})" if reasons else "") + f", {s['lost']} lost"
+    else:
+        drops = "input drops: counted by the node (see /diagnostics), not in recorded states"
+    print(f"{s['bags_evaluated']} bag(s) evaluated, {s['bags_failed']} failed; {s['states']} windows; {drops}; "
+          f"Avg {result['avg'] * 100:.2f}; report: {summary}")
     for name, d in result["datasets"].items():
         if d.get("undefined"):
             print(f"{name}: {d['metric']} undefined: {d['undefined']}", file=sys.stderr)
@@ -223,7 +275,9 @@ def add_replay_commands(subparsers) -> None:
     p.add_argument("bag", help="rosbag2 folder to publish")
     p.add_argument("--rate", type=float, default=1.0, help="time scale (1 = real time, 0 = as fast as possible)")
     p.add_argument("--flow", action="store_true", help="wait for the node's state of each window (no drops)")
-    p.add_argument("--topics", nargs="+", help="bag topics to publish (default: camera, audio, transcript)")
+    p.add_argument("--topics", nargs="+",
+                   help="bag topics to publish (default: the topics that feed the node's inputs, matched by "
+                        "name or else by message type, each published on the node's topic for its type)")
     p.add_argument("--remap", nargs="+", metavar="FROM:=TO", help="publish bag topic FROM on topic TO")
     p.add_argument("--state-topic", default=None, help="the node's state topic (default: its state_topic parameter)")
     p.add_argument("--window-s", type=float, default=None, help="the node's window (default: its window_s parameter)")
@@ -240,7 +294,9 @@ def add_replay_commands(subparsers) -> None:
     p.add_argument("--inputs", action="store_true", help="also record camera, audio and transcript")
     p.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="rosbag2 storage format (default mcap)")
     p.add_argument("--stamp", choices=["receive", "header"], default="receive",
-                   help="bag time of a message: when it was received (default) or its header stamp")
+                   help="bag time of each message: receive = wall clock at arrival (as ros2 bag record); header = "
+                        "its header stamp. Recording while a bag is replayed: use header, or the bag times are the "
+                        "wall clock, far (e.g. 1e8 s) from the replayed bag's stamps and its annotations")
     p.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0 = Ctrl-C)")
     p.set_defaults(func=cmd_record)
 
@@ -270,7 +326,8 @@ def add_replay_commands(subparsers) -> None:
                         "the hit rate and the OV F-score")
     p.add_argument("--waf-variant", choices=["emotion-llama-v2", "affectgpt"], default="emotion-llama-v2",
                    help="WAF of the sentiment sets: the paper's script (default) or AffectGPT's")
-    p.add_argument("--out", required=True, help="report directory")
+    p.add_argument("--out", default="out/report",
+                   help="report directory (default out/report, which git ignores)")
     p.add_argument("--record-command", action="store_true", help="write the command into the report")
     p.set_defaults(func=cmd_evaluate)
 

@@ -244,15 +244,22 @@ def load(path: str | Path) -> Annotations:
     return parse_json(data, source=str(path))
 
 
-def find_for_bag(bag: str | Path) -> Path | None:
-    """The annotation file that belongs to a bag by naming convention, or None."""
+def candidates_for_bag(bag: str | Path) -> list[Path]:
+    """The annotation files a bag may have by naming convention, in the order they are looked for:
+    `<folder>/annotations.json|.csv` for a bag folder, `<stem>.annotations.json|.csv` beside it (a bare
+    `rec.mcap` -> `rec.annotations.json`)."""
     bag = Path(bag)
     candidates = []
     if bag.is_dir():
         candidates += [bag / "annotations.json", bag / "annotations.csv"]
     stem = bag.with_suffix("") if bag.suffix in (".mcap", ".db3") else bag
     candidates += [Path(f"{stem}.annotations.json"), Path(f"{stem}.annotations.csv")]
-    return next((c for c in candidates if c.is_file()), None)
+    return candidates
+
+
+def find_for_bag(bag: str | Path) -> Path | None:
+    """The annotation file that belongs to a bag by naming convention, or None."""
+    return next((c for c in candidates_for_bag(bag) if c.is_file()), None)
 
 
 # ---------------------------------------------------------------------------------------- MMEVerse clips

@@ -17,8 +17,8 @@ from typing import Callable, Iterable
 import numpy as np
 
 from emotion_ros.bags.bag_io import BagError, BagReader, BagWriter
-from emotion_ros.bags.typestore import (AUDIO_CHUNK, COMPRESSED_IMAGE, EMOTION_STATE, IMAGE, STRING, TIME,
-                                        TRANSCRIPT, header_msg, project_typestore)
+from emotion_ros.bags.typestore import (AUDIO_CHUNK, AUDIO_DATA_STAMPED, EMOTION_STATE, IMAGE, TIME, TRANSCRIPT,
+                                        header_msg, project_typestore)
 from emotion_ros.ingest.stamps import NS, msg_stamp_ns, ns_to_time, time_to_ns
 
 
@@ -100,24 +100,41 @@ def read_states(path: str | Path, topic: str = "/emotion/state") -> list[StateRe
 
 @dataclass
 class OfflineResult:
+    """What one bag gave: the states, and the account of every input message (nothing silently skipped).
+
+    topics: bag topic -> {"input": the input it fed or None, "type", "read", "accepted", "dropped"};
+    unused: bag topic -> why it fed nothing; mapping: the printed topic mapping lines;
+    drops: the DropCounter snapshot (dropped by reason, accepted/evicted per stream, events);
+    accounting: the windower's per-stream accounting (accepted = used + evicted + buffered + lost, lost 0).
+    """
+
     states: list[StateRecord] = field(default_factory=list)
     drops: dict = field(default_factory=dict)
     messages: int = 0
     windows: int = 0
+    topics: dict = field(default_factory=dict)
+    unused: dict = field(default_factory=dict)
+    mapping: list[str] = field(default_factory=list)
+    accounting: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 class OfflineRunner:
     """Runs bags through a Windower + `engine.process` in one thread, deterministically.
 
     engine: anything with .process(Window) -> EmotionResult (emotion_ros.inference.engine.InferenceEngine).
-    config: the PerceptionConfig whose windowing and topics the node would use (default: launch/perceive.yaml).
+    config: the PerceptionConfig whose windowing and topics the node would use (default: launch/perceive.yaml);
+    its topic names are matched against the bag's by name and else by message type (bags/topic_map.py),
+    and its audio_fallback_* fields give the format of audio_common audio before an AudioInfo is seen.
     windower_factory: (drops) -> a fresh windower per bag (default: emotion_ros.ingest.windowing.Windower with
     config.windowing); it must offer push_frame/push_audio/push_transcript/poll like the node uses.
     flush: at the end of a bag, cut what the buffered data allows (the live node does the same once its
     inputs have been silent for sensor_timeout_s).
+    log: called with each line of the topic mapping (e.g. print), so the user sees what feeds what.
     """
 
-    def __init__(self, engine, config=None, windower_factory: Callable | None = None, flush: bool = True):
+    def __init__(self, engine, config=None, windower_factory: Callable | None = None, flush: bool = True,
+                 log: Callable[[str], None] | None = None):
         from emotion_ros.config import PerceptionConfig
 
         self.engine = engine
@@ -125,6 +142,8 @@ class OfflineRunner:
         self.windower_factory = windower_factory or self._windower
         self.topics = self.config.topics
         self.flush = flush
+        self.audio_fallback = self.topics.audio_fallback()
+        self.log = log
 
     def _windower(self, drops):
         from emotion_ros.ingest.windowing import Windower
@@ -133,15 +152,16 @@ class OfflineRunner:
 
     def run(self, bag_path: str | Path, progress: bool = False,
             on_state: Callable[[StateRecord], None] | None = None) -> OfflineResult:
+        from emotion_ros.bags.topic_map import plan_inputs
+        from emotion_ros.ingest.audio_conversion import AudioInfoTracker
         from emotion_ros.ingest.errors import DropCounter, InputError
 
         drops = DropCounter()
         windower = self.windower_factory(drops)
+        audio_info = AudioInfoTracker(self.audio_fallback, drops)
         result = OfflineResult()
         latest_sensor_ns = 0
         frame_id = ""
-        t = self.topics
-        wanted = {t.image_topic, t.audio_topic, t.transcript_topic, t.compressed_image_topic} - {""}
 
         def emit(windows):
             for window in windows:
@@ -153,48 +173,73 @@ class OfflineRunner:
                     on_state(state)
 
         with BagReader(bag_path) as bag:
-            iterator = bag.decoded(t for t in bag.topics if t in wanted)
+            plan = plan_inputs(bag.topics, self.topics.configured_inputs())
+            result.mapping = plan.lines(Path(bag_path).name)
+            result.unused = dict(plan.unused)
+            result.warnings += bag.warnings  # corrupt chunks: named, skipped, the rest is used
+            if self.log is not None:
+                for line in result.mapping:
+                    self.log(f"{Path(bag_path).name}: {line}")
+            kind_of = {topic: kind for kind, topic in plan.feeds.items()}
+            result.topics = {t: {"input": kind_of.get(t), "type": ty, "read": 0, "accepted": 0, "dropped": 0}
+                             for t, ty in bag.topics.items()}
+            iterator = bag.decoded(sorted(kind_of))
             if progress:
                 from tqdm import tqdm
 
-                total = sum(n for t, n in bag.message_counts.items() if t in wanted)
+                total = sum(n for t, n in bag.message_counts.items() if t in kind_of)
                 iterator = tqdm(iterator, total=total, desc=Path(bag_path).name, unit="msg", leave=False)
             for m, msg in iterator:
                 result.messages += 1
+                account = result.topics[m.topic]
+                account["read"] += 1
+                kind = kind_of[m.topic]
+                ok = False
                 try:
-                    if m.topic == t.image_topic and m.msgtype == IMAGE:
+                    if kind == "image":
                         frame_id = msg.header.frame_id
                         stamp = msg_stamp_ns(msg)
-                        if _push_image(windower, stamp, msg):
+                        ok = (_push_image if m.msgtype == IMAGE else _push_compressed)(windower, stamp, msg)
+                        if ok:
                             latest_sensor_ns = max(latest_sensor_ns, stamp)
-                    elif m.topic == t.compressed_image_topic and m.msgtype == COMPRESSED_IMAGE:
-                        frame_id = msg.header.frame_id
+                    elif kind == "audio":
                         stamp = msg_stamp_ns(msg)
-                        if _push_compressed(windower, stamp, msg):
-                            latest_sensor_ns = max(latest_sensor_ns, stamp)
-                    elif m.topic == t.audio_topic and m.msgtype == AUDIO_CHUNK:
-                        stamp = msg_stamp_ns(msg)
-                        if _push_audio(windower, stamp, msg):
-                            # as in the node: the newest sensor time is the END of the chunk
-                            n = len(msg.data) // max(1, (2 if msg.sample_format == "S16LE" else 4) * msg.channels)
-                            latest_sensor_ns = max(latest_sensor_ns, stamp + n * NS // max(1, msg.sample_rate))
-                    elif m.topic == t.transcript_topic and m.msgtype == STRING:
-                        # as in the node: a String has no stamp, it belongs to the newest sensor time
-                        windower.push_transcript(latest_sensor_ns or m.timestamp_ns, msg.data)
-                    elif m.topic == t.transcript_topic and m.msgtype == TRANSCRIPT:
+                        if m.msgtype == AUDIO_CHUNK:
+                            fields = (msg.sample_rate, msg.channels, msg.sample_format, bytes(msg.data))
+                        else:  # audio_common AudioDataStamped: the layout comes from AudioInfo
+                            fields = audio_info.chunk_fields(bytes(msg.audio.data))
+                        ok = _push_audio(windower, stamp, *fields)
+                        if ok:  # as in the node: the newest sensor time is the END of the chunk
+                            rate, channels, fmt, data = fields
+                            n = len(data) // max(1, (2 if str(fmt).upper() == "S16LE" else 4) * int(channels))
+                            latest_sensor_ns = max(latest_sensor_ns, stamp + n * NS // max(1, int(rate)))
+                    elif kind == "audio_info":
+                        audio_info.update(msg.channels, msg.sample_rate, msg.sample_format, msg.coding_format)
+                        ok = True
+                    elif kind == "transcript" and m.msgtype == TRANSCRIPT:
                         # stamped with the span of its speech: every window overlapping it gets the text
-                        windower.push_transcript(msg_stamp_ns(msg), msg.text, time_to_ns(msg.end) or None)
-                    else:
-                        drops.drop("unexpected_type")
-                        continue
+                        ok = windower.push_transcript(msg_stamp_ns(msg), msg.text, time_to_ns(msg.end) or None) is not False
+                    elif kind == "transcript":
+                        # as in the node: a String has no stamp, it belongs to the newest sensor time
+                        ok = windower.push_transcript(latest_sensor_ns or m.timestamp_ns, msg.data) is not False
                     windows = windower.poll()
                 except InputError as err:
                     drops.drop(err.reason)
+                    account["dropped"] += 1
                     continue
+                account["accepted" if ok else "dropped"] += 1
                 emit(windows)
             if self.flush and hasattr(windower, "flush"):
                 emit(windower.flush())
         result.drops = drops.snapshot()
+        if hasattr(windower, "accounting"):
+            result.accounting = windower.accounting()
+        if audio_info.infos_seen == 0 and "audio" in plan.feeds and bag.topics[plan.feeds["audio"]] == AUDIO_DATA_STAMPED:
+            fb = self.audio_fallback
+            result.warnings.append(
+                f"{Path(bag_path).name}: no audio_common AudioInfo in the bag; its audio was read as "
+                + (f"{fb.sample_rate} Hz, {fb.channels} channel(s), {fb.sample_format} (the fallback format)"
+                   if fb else "nothing (no fallback format: every chunk dropped as audio_no_info)"))
         return result
 
     def run_to_bag(self, bag_path, out_path, topic: str = "/emotion/state", storage: str = "mcap",
@@ -207,6 +252,23 @@ class OfflineRunner:
             for rec in result.states:
                 writer.write(topic, rec.end_ns, state_to_msg(rec, store), EMOTION_STATE)
         return result
+
+
+class _NoModel:
+    """An engine stand-in that labels nothing: counts the windows the windowing cuts (no model run)."""
+
+    def process(self, window):
+        from emotion_ros.inference.engine import EmotionResult
+
+        return EmotionResult(window=window, label="", labels=[], scores=[], confidence=0.0, modalities=0,
+                             transcript="", task="", model_id="", latency_ms=math.nan)
+
+
+def expected_windows(bag_path, config=None) -> int:
+    """How many windows the node's windowing (config.windowing) cuts from a bag, with the end-of-input
+    flush the node does after its inputs stop: what a replay is measured against (missing = expected -
+    received)."""
+    return OfflineRunner(_NoModel(), config, flush=True).run(bag_path).windows
 
 
 # The node's message -> windower steps. The Windower's own converting wrappers are used when it has them
@@ -229,12 +291,12 @@ def _push_compressed(windower, stamp: int, msg) -> bool:
     return windower.push_frame(stamp, compressed_to_rgb(msg.format, bytes(msg.data))) is not False
 
 
-def _push_audio(windower, stamp: int, msg) -> bool:
+def _push_audio(windower, stamp: int, sample_rate, channels, sample_format, data) -> bool:
     if hasattr(windower, "push_audio_chunk"):
-        return windower.push_audio_chunk(stamp, msg.sample_rate, msg.channels, msg.sample_format, bytes(msg.data))
+        return windower.push_audio_chunk(stamp, sample_rate, channels, sample_format, data)
     from emotion_ros.ingest.audio_conversion import chunk_to_mono
 
-    samples = chunk_to_mono(msg.sample_rate, msg.channels, msg.sample_format, bytes(msg.data))
+    samples = chunk_to_mono(sample_rate, channels, sample_format, data)
     if isinstance(samples, tuple):  # (samples, clipped)
         samples = samples[0]
     return windower.push_audio(stamp, samples) is not False

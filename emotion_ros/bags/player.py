@@ -11,6 +11,12 @@ Pacing:
   so a slow model never has windows dropped from its queue. The player assumes the node's fixed
   window/hop (defaults mirror the node's parameters); with VAD windows it degrades to timeouts.
 Before publishing, the player waits for matched subscriptions (discovery takes 0.05-2.8 s here).
+
+Which topics: the bag topics that feed the node's inputs, matched by name and else by message type
+(emotion_ros.bags.topic_map), each published under the node's topic name for its type (`inputs`), so a
+usb_cam bag (`/image_raw/compressed`) or an audio_common one (`/audio_stamped`, `/audio_info`) reaches the
+node unmodified; `mapping` lists what feeds what, `skipped` the bag topics not published and why (no
+input type; or a type whose Python package is not installed here, e.g. audio_common_msgs).
 """
 from __future__ import annotations
 
@@ -22,9 +28,11 @@ from typing import Callable, Mapping, Sequence
 
 from emotion_ros.bags.bag_io import BagReader
 from emotion_ros.bags.offline import StateRecord, state_from_msg
-from emotion_ros.ingest.windowing import WindowingConfig
 from emotion_ros.bags.recorder import reliable_qos
-from emotion_ros.bags.typestore import EMOTION_STATE, INPUT_TOPICS, ros_message_class
+from emotion_ros.config import TopicsConfig
+from emotion_ros.ingest.windowing import WindowingConfig
+from emotion_ros.bags.typestore import (AUDIO_CHUNK, AUDIO_DATA_STAMPED, AUDIO_INFO, COMPRESSED_IMAGE, EMOTION_STATE,
+                                        IMAGE, STRING, TRANSCRIPT, ros_message_class)
 
 NS = 1_000_000_000
 
@@ -33,8 +41,10 @@ NS = 1_000_000_000
 class PlayerConfig:
     rate: float = 1.0                       # time scale; 0 = as fast as possible
     flow: bool = False                      # wait for the node's state of each window
-    topics: Sequence[str] | None = INPUT_TOPICS  # bag topics to publish (None = every topic in the bag)
-    remap: Mapping[str, str] = field(default_factory=dict)  # bag topic -> published topic
+    topics: Sequence[str] | None = None     # bag topics to publish (None = those that feed the node's inputs)
+    remap: Mapping[str, str] = field(default_factory=dict)  # bag topic -> published topic (wins over inputs)
+    inputs: TopicsConfig = field(default_factory=TopicsConfig)  # the node's input topic names
+    log: Callable[[str], None] | None = None  # receives the topic mapping lines
     state_topic: str = "/emotion/state"     # where the node publishes (flow control listens here)
     windowing: WindowingConfig = field(default_factory=WindowingConfig)  # the node's (flow control's grid)
     lead_s: float = 0.3                     # sensor time published past a window end before waiting
@@ -58,11 +68,26 @@ class PlayStats:
     unmatched_topics: list[str] = field(default_factory=list)
     wall_s: float = 0.0
     bag_s: float = 0.0
+    mapping: list[str] = field(default_factory=list)        # bag topic -> published topic, one line each
+    skipped: dict[str, str] = field(default_factory=dict)   # bag topic -> why it was not published
+    windows_expected: int | None = None                     # windows the node's windowing cuts from the bag
+    interrupted: bool = False
+    warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         pub = ", ".join(f"{t}: {n}" for t, n in self.published.items())
-        return (f"published {sum(self.published.values())} messages ({pub}) in {self.wall_s:.1f} s wall for "
-                f"{self.bag_s:.1f} s of bag; {len(self.states)} states received, {self.timeouts} window timeouts")
+        states = f"{len(self.states)} states received"
+        if self.windows_expected is not None:
+            received = len({s.window_index for s in self.states})
+            missing = max(0, self.windows_expected - received)
+            states += f" of {self.windows_expected} windows expected ({missing} missing)"
+        out = (f"published {sum(self.published.values())} messages ({pub}) in {self.wall_s:.1f} s wall for "
+               f"{self.bag_s:.1f} s of bag; {states}, {self.timeouts} window timeouts")
+        if self.skipped:
+            out += "; not published: " + "; ".join(f"{t} ({why})" for t, why in self.skipped.items())
+        if self.interrupted:
+            out += " (interrupted)"
+        return out
 
 
 class BagPlayer:
@@ -86,18 +111,54 @@ class BagPlayer:
         self.stats = PlayStats()
 
     # ---------------------------------------------------------------- ROS plumbing
+    def _select(self, bag_topics: Mapping[str, str]) -> dict[str, str]:
+        """bag topic -> published topic for the topics to play; fills stats.mapping / stats.skipped."""
+        from emotion_ros.bags.topic_map import plan_inputs
+
+        cfg = self.config
+        t = cfg.inputs
+        node_topic = {IMAGE: t.image_topic, COMPRESSED_IMAGE: t.compressed_image_topic, AUDIO_CHUNK: t.audio_topic,
+                      AUDIO_DATA_STAMPED: t.audio_stamped_topic, AUDIO_INFO: t.audio_info_topic,
+                      STRING: t.transcript_topic, TRANSCRIPT: t.transcript_topic}
+        if cfg.topics is not None:
+            chosen = {t: cfg.remap.get(t, t) for t in bag_topics if t in cfg.topics}
+            self.stats.skipped.update({t: "not among the topics asked for" for t in bag_topics if t not in chosen})
+        else:
+            plan = plan_inputs(bag_topics, cfg.inputs.configured_inputs())
+            chosen = {t: cfg.remap.get(t, node_topic.get(bag_topics[t], t)) for t in plan.feeds.values()}
+            self.stats.skipped.update(plan.unused)
+        for topic in list(chosen):
+            try:
+                ros_message_class(bag_topics[topic])
+            except (ImportError, AttributeError, ValueError):
+                pkg = bag_topics[topic].split("/")[0]
+                self.stats.skipped[topic] = (f"{bag_topics[topic]} cannot be published here: Python package {pkg} is "
+                                             f"not installed (on a ROS 2 install: apt install ros-$ROS_DISTRO-"
+                                             f"{pkg.replace('_', '-')})")
+                del chosen[topic]
+        self.stats.mapping = [f"{t} [{bag_topics[t]}] -> {out}" for t, out in chosen.items()]
+        self.stats.mapping += [f"{t} [{bag_topics[t]}] not published: {why}" for t, why in self.stats.skipped.items()]
+        if cfg.log is not None:
+            for line in self.stats.mapping:
+                cfg.log(line)
+        return chosen
+
     def _setup(self, topics: Mapping[str, str]):
         import rclpy
+        from rclpy.qos import DurabilityPolicy
 
         if self.node is None:
             if not rclpy.ok():
                 rclpy.init()
             self.node = rclpy.create_node(f"bag_player_{int(time.time() * 1000) % 100000}")
         qos = reliable_qos(self.config.qos_depth)
+        latched = reliable_qos(1)
+        latched.durability = DurabilityPolicy.TRANSIENT_LOCAL  # as audio_capture publishes AudioInfo
         self._pubs = {}
         for topic, msgtype in topics.items():
-            out = self.config.remap.get(topic, topic)
-            self._pubs[topic] = self.node.create_publisher(ros_message_class(msgtype), out, qos)
+            out = self._out[topic]
+            self._pubs[topic] = self.node.create_publisher(
+                ros_message_class(msgtype), out, latched if msgtype == AUDIO_INFO else qos)
         self._state_sub = None
         if self.config.flow or self.on_state is not None:
             self._state_sub = self.node.create_subscription(
@@ -123,16 +184,22 @@ class BagPlayer:
         self._stop.set()
         if self._spin_thread is not None:
             self._spin_thread.join(timeout=2)
+        # after Ctrl-C the context may be shut down already: each release is tried, none may raise
+        steps = []
         if self._executor is not None:
-            self._executor.remove_node(self.node)
-            self._executor.shutdown(timeout_sec=1)
-            self._executor = None
-        for pub in self._pubs.values():
-            self.node.destroy_publisher(pub)
+            steps += [lambda: self._executor.remove_node(self.node), lambda: self._executor.shutdown(timeout_sec=1)]
+        steps += [lambda p=pub: self.node.destroy_publisher(p) for pub in self._pubs.values()]
         if self._state_sub is not None:
-            self.node.destroy_subscription(self._state_sub)
+            steps.append(lambda: self.node.destroy_subscription(self._state_sub))
         if self._own_node:
-            self.node.destroy_node()
+            steps.append(self.node.destroy_node)
+        for step in steps:
+            try:
+                step()
+            except Exception:
+                pass
+        self._executor = None
+        if self._own_node:
             self.node = None
 
     def _on_state(self, msg) -> None:
@@ -209,10 +276,12 @@ class BagPlayer:
         cfg = self.config
         t_wall0 = time.monotonic()
         with BagReader(self.bag) as bag:
-            topics = {t: ty for t, ty in bag.topics.items() if cfg.topics is None or t in cfg.topics}
+            self.stats.warnings += bag.warnings
+            self._out = self._select(bag.topics)
+            topics = {t: bag.topics[t] for t in self._out}
             if not topics:
-                raise ValueError(f"bag {self.bag} has none of the topics {list(cfg.topics or [])} "
-                                 f"(it has {sorted(bag.topics)})")
+                raise ValueError(f"bag {self.bag} has no topic the node takes as input "
+                                 f"(it has {sorted(bag.topics)}; " + "; ".join(self.stats.mapping) + ")")
             self.stats.published = {t: 0 for t in topics}
             self._setup(topics)
             try:
@@ -230,6 +299,14 @@ class BagPlayer:
         anchor_wall = anchor_bag = None
         next_end = None
         latest_sensor = None
+        # Per stream: newest header stamp published and the bag time it was logged at. Flow control waits
+        # only once EVERY stream is past the window: bags log receive times, and an audio driver publishes
+        # a chunk after it is complete, so audio lags the frames in bag order (0.8 s lag: the player waited
+        # for a window whose audio it had not sent, the node's idle flush cut it without audio, and the
+        # first live windows differed from offline). A stream silent for stall_ns of bag time stops counting.
+        newest: dict[str, int] = {}
+        logged: dict[str, int] = {}
+        stall_ns = int(max(2 * w.window_s, 2.0) * NS)
         first_bag = last_bag = None
         last_pub = 0.0
         for m in bag.messages(topics):
@@ -239,12 +316,17 @@ class BagPlayer:
                 first_bag = m.timestamp_ns
             last_bag = m.timestamp_ns
             sensor = m.header_stamp_ns()
-            if sensor is None:
+            if sensor is not None:
+                newest[m.topic] = max(newest.get(m.topic, sensor), sensor)
+                logged[m.topic] = m.timestamp_ns
+            else:
                 sensor = latest_sensor if latest_sensor is not None else m.timestamp_ns
             if cfg.flow:
                 if next_end is None:
                     next_end = sensor + window_ns
-                while sensor > next_end + lead_ns and not self._stop.is_set():
+                live = [newest[t] for t in newest if m.timestamp_ns - logged[t] <= stall_ns]
+                reached = min(live) if live else sensor
+                while reached > next_end + lead_ns and not self._stop.is_set():
                     self.stats.windows_waited += 1
                     if not self._wait_window(next_end, cfg.state_timeout_s):
                         self.stats.timeouts += 1

@@ -2,7 +2,10 @@
 
 rosbags (pure Python) serialises and deserialises CDR without a ROS install; its type hashes equal
 rosidl's (ENVIRONMENT.md), so bags written with this store are read by `ros2 bag`, MCAP tools and rclpy.
-The project's types are registered from the same msg/*.msg files that rosidl builds.
+The project's types are registered from the same msg/*.msg files that rosidl builds; the standard ROS 2
+audio driver's messages (audio_common_msgs) and ROS4HRI's Expression are registered from
+emotion_ros/bags/interfaces/ (upstream definitions, see its README), so bags carrying them decode without
+those packages installed.
 """
 from __future__ import annotations
 
@@ -26,6 +29,22 @@ TRANSCRIPT_TYPES = (STRING, TRANSCRIPT)  # both are accepted on a transcript top
 TIME = "builtin_interfaces/msg/Time"
 EMOTION_STATE = "emotion_ros/msg/EmotionState"
 EMOTION_REASONING = "emotion_ros/msg/EmotionReasoning"
+AUDIO_DATA_STAMPED = "audio_common_msgs/msg/AudioDataStamped"
+AUDIO_DATA = "audio_common_msgs/msg/AudioData"
+AUDIO_INFO = "audio_common_msgs/msg/AudioInfo"
+HRI_EXPRESSION = "hri_msgs/msg/Expression"
+
+# What each input message type feeds (the one table the offline runner, the player and the node share):
+# an input topic of one of these types is always used; a topic of any other type is named as unused.
+INPUT_KINDS = {
+    IMAGE: "image",
+    COMPRESSED_IMAGE: "compressed_image",
+    AUDIO_CHUNK: "audio",
+    AUDIO_DATA_STAMPED: "audio",
+    AUDIO_INFO: "audio_info",
+    STRING: "transcript",
+    TRANSCRIPT: "transcript",
+}
 
 # Default topics of the node (issue 3) and their types.
 DEFAULT_TOPICS = {
@@ -58,8 +77,14 @@ def project_typestore():
     types = {}
     for path in sorted(msg_dir().glob("*.msg")):
         types.update(get_types_from_msg(path.read_text(), f"{PACKAGE}/msg/{path.stem}"))
-    store.register(types)
+    for path in sorted(INTERFACES_DIR.glob("*/msg/*.msg")):
+        types.update(get_types_from_msg(path.read_text(), f"{path.parent.parent.name}/msg/{path.stem}"))
+    store.register({k: v for k, v in types.items() if k not in store.types})
     return store
+
+
+# Upstream definitions of other packages' messages (audio_common_msgs, hri_msgs): see interfaces/README.md.
+INTERFACES_DIR = Path(__file__).resolve().parent / "interfaces"
 
 
 def register_connection_types(store, connections) -> None:

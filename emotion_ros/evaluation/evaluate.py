@@ -8,6 +8,11 @@ node's windowing + model code, no DDS). Two scoring levels:
   A segment no state overlaps is predicted "<none>" (counted wrong, and visible in the report);
 - window: each state is scored against the annotated segment covering most of its window (states
   with less than half their window annotated are left out).
+Every state is also kept as one row of the per-window table (window stamps, label, confidence, scores,
+modalities used, transcript, latency, the annotated label it is scored against), and offline runs keep
+their input account (messages read / accepted / dropped per bag topic, drops by reason, the windower's
+accounting with "lost" = 0, bag topics that fed nothing and why), so the report shows every window and
+every drop.
 The official metric of each data set (emotion_ros.evaluation.metrics: score.sh's protocol, the segment's
 predicted label as the response) is computed per data set over all its bags, then averaged over the sets
 where it is defined (Avg; Avg-9 / Avg-18 when all their sets are there). An undefined metric (e.g. WAF on
@@ -149,6 +154,7 @@ class BagResult:
     coverage: float
     latency: dict
     extra: dict = field(default_factory=dict)
+    windows: list[dict] = field(default_factory=list)  # the per-window table (window_rows)
 
     def summary(self) -> dict:
         seg_true = [s.truth for s in self.segments]
@@ -167,18 +173,59 @@ class BagResult:
         return out
 
 
+def window_rows(states: Sequence[StateRecord], segments: Sequence[tuple[int, int, object]], t0_ns: int,
+                min_fraction: float = 0.5) -> list[dict]:
+    """One row per state: the per-window table of the report (times in s from the bag start)."""
+    from emotion_ros.ingest.window import modality_names
+
+    annotated = {id(st): seg.label for st, seg in match_windows(segments, states, min_fraction)}
+    rows = []
+    for st in states:
+        truth = annotated.get(id(st), "")
+        rows.append({
+            "window": int(st.window_index), "start_s": round((st.start_ns - t0_ns) / NS, 3),
+            "end_s": round((st.end_ns - t0_ns) / NS, 3), "start_ns": int(st.start_ns), "end_ns": int(st.end_ns),
+            "label": st.label, "confidence": float(st.confidence),
+            "scores": {lab: float(sc) for lab, sc in zip(st.labels, st.scores)},
+            "modalities": "+".join(modality_names(int(st.modalities))) or "none",
+            "transcript": st.transcript, "latency_ms": float(st.latency_ms), "annotated": truth,
+            "correct": (st.label == truth) if truth else None,
+        })
+    return rows
+
+
+def input_report(offline) -> dict:
+    """The input account of an OfflineResult (emotion_ros.bags.offline) for the report."""
+    drops = offline.drops or {}
+    return {
+        "topics": offline.topics, "unused": offline.unused, "mapping": offline.mapping,
+        "dropped": dict(drops.get("dropped", {})), "dropped_total": int(drops.get("total_dropped", 0)),
+        "accepted": dict(drops.get("accepted", {})), "evicted": dict(drops.get("evicted", {})),
+        "events": dict(drops.get("events", {})), "accounting": offline.accounting,
+        "lost": sum(int(v.get("lost", 0)) for v in (offline.accounting or {}).values()),
+        "warnings": list(offline.warnings),
+    }
+
+
 def evaluate_bag(job: BagJob, states_fn: Callable[[BagJob], list[StateRecord]] | None = None,
                  dataset: str = "", state_topic: str = "/emotion/state") -> BagResult:
-    """Score one bag. states_fn(job) -> states (offline mode); default: read them from job.states or the bag."""
+    """Score one bag. states_fn(job) -> states or an OfflineResult (offline mode); default: read them from
+    job.states or the bag."""
     ann_path = job.annotations or find_for_bag(job.bag)
     if ann_path is None:
-        raise AnnotationError(f"{job.bag}: no annotation file (expected {job.bag}/annotations.json, "
-                              f"{job.bag}.annotations.json or an explicit path)")
+        from emotion_ros.bags.annotations import candidates_for_bag
+
+        looked = ", ".join(str(c) for c in candidates_for_bag(job.bag))
+        raise AnnotationError(f"{job.bag}: no annotation file (looked for {looked}; or pass --annotations)")
     ann: Annotations = load_annotations(ann_path)
     with BagReader(job.bag) as bag:
         start_ns, end_ns = bag.start_ns, bag.end_ns
+    inputs = None
     if states_fn is not None:
         states = states_fn(job)
+        if hasattr(states, "states"):  # an OfflineResult: keep its input account for the report
+            inputs = input_report(states)
+            states = states.states
     else:
         states = read_states(job.states or job.bag, state_topic)
     states = sorted(states, key=lambda s: (s.end_ns, s.window_index))
@@ -191,11 +238,13 @@ def evaluate_bag(job: BagJob, states_fn: Callable[[BagJob], list[StateRecord]] |
     seg_preds = predict_segments(segments, states)
     pairs = [(seg.label, st.label) for st, seg in match_windows(segments, states)]
     cov = M.coverage([(a, b) for a, b, _ in segments], [(s.start_ns, s.end_ns) for s in states])
+    extra = {"inputs": inputs} if inputs is not None else {}
     return BagResult(
         job=job, dataset=job.dataset or dataset or ann.dataset or "unnamed", labels=labels, segments=seg_preds,
         window_pairs=pairs, states=states, annotated=[(a, b, seg.label) for a, b, seg in segments],
         bag_start_ns=start_ns, bag_end_ns=end_ns, coverage=cov,
-        latency=M.latency_stats([s.latency_ms for s in states]),
+        latency=M.latency_stats([s.latency_ms for s in states]), extra=extra,
+        windows=window_rows(states, segments, start_ns),
     )
 
 
@@ -273,10 +322,17 @@ def summarise(results: list[BagResult], errors: list[dict], wheels: M.EmotionWhe
     delays = [s.onset_delay_s for r in results for s in r.segments if s.onset_delay_s is not None]
     overall["onset_delay_s"] = M.latency_stats([d * 1e3 for d in delays])  # ms, same stats as latency
     datasets = _dataset_scores(results, wheels, waf_variant)
+    dropped: dict[str, int] = defaultdict(int)
+    for r in results:
+        for reason, n in ((r.extra.get("inputs") or {}).get("dropped") or {}).items():
+            dropped[reason] += int(n)
     return {
         "summary": {"bags": len(results) + len(errors), "bags_evaluated": len(results), "bags_failed": len(errors),
                     "segments": len(seg_true), "states": len(all_states), "scored_windows": len(win),
-                    "labels": labels},
+                    "labels": labels, "dropped": dict(sorted(dropped.items())),
+                    "dropped_total": sum(dropped.values()),
+                    "inputs_counted": any("inputs" in r.extra for r in results),
+                    "lost": sum(int((r.extra.get("inputs") or {}).get("lost", 0)) for r in results)},
         "datasets": datasets,
         "avg": M.average_over_sets(datasets),
         "avg_over": [k for k, v in datasets.items() if M.is_defined(v)],

@@ -1,4 +1,12 @@
-"""Evaluation report: metrics.json, summary.md and plots (matplotlib, Agg backend) in one directory.
+"""Evaluation report: metrics.json, summary.md, windows.csv + windows.json and plots (matplotlib, Agg) in one
+directory.
+
+windows.csv / windows.json: one row per state window of every bag (bag, window index, start/end in s from
+the bag start and in ns, label, confidence, the score of every label, modalities used, transcript,
+latency, the annotated label it was scored against and whether it agrees). summary.md repeats that
+table per bag (up to MAX_WINDOW_ROWS rows each; the files always have all) and, for offline runs, the
+input account: messages read / accepted / dropped per bag topic, drops by reason, the windower's
+accounting (lost must be 0) and the bag topics that fed nothing, with the reason.
 
 Plots: confusion matrix (segment level), per-class F1, label latency histogram, and per bag a timeline
 of annotated vs predicted emotion with the confidence of each state.
@@ -15,6 +23,9 @@ import numpy as np
 from emotion_ros.io import write_text
 
 MAX_TIMELINES = 12
+MAX_WINDOW_ROWS = 400
+WINDOW_COLUMNS = ("bag", "window", "start_s", "end_s", "label", "confidence", "modalities", "latency_ms",
+                  "annotated", "correct", "transcript", "start_ns", "end_ns")
 
 
 def _jsonable(obj):
@@ -49,19 +60,55 @@ def write_report(result: dict, out_dir: str | Path, command: str = "", plots: bo
     if command:
         metrics["command"] = command
     write_text(out / "metrics.json", json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
+    windows = all_window_rows(result)
+    write_window_table(windows, out)
     figures = make_plots(result, out) if plots else {}
     summary = out / "summary.md"
-    write_text(summary, render_markdown(metrics, figures, command))
+    write_text(summary, render_markdown(metrics, figures, command, windows))
     return summary
 
 
-def render_markdown(metrics: dict, figures: dict[str, str], command: str = "") -> str:
+def all_window_rows(result: dict) -> list[dict]:
+    """The per-window rows of every evaluated bag, each with its bag's report name."""
+    rows = []
+    for r in result.get("_results", []):
+        rows += [{"bag": r.job.name, **row} for row in getattr(r, "windows", [])]
+    return rows
+
+
+def write_window_table(rows: list[dict], out: Path) -> None:
+    """windows.json (rows as they are) and windows.csv (one score column per label, `score_<label>`)."""
+    import csv
+    import io
+
+    write_text(out / "windows.json", json.dumps(_jsonable(rows), indent=1, ensure_ascii=False) + "\n")
+    labels: list[str] = []
+    for row in rows:
+        labels += [lab for lab in row["scores"] if lab not in labels]
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(list(WINDOW_COLUMNS) + [f"score_{lab}" for lab in labels])
+    for row in rows:
+        cells = ["" if row.get(c) is None else row.get(c) for c in WINDOW_COLUMNS]
+        writer.writerow(cells + [f"{row['scores'][lab]:.4f}" if lab in row["scores"] else "" for lab in labels])
+    write_text(out / "windows.csv", buf.getvalue())
+
+
+def _md(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(metrics: dict, figures: dict[str, str], command: str = "", windows: list[dict] = ()) -> str:
     s = metrics["summary"]
     lines = ["# Emotion evaluation report", ""]
     if command:
         lines += ["Regenerate with:", "", "```", command, "```", ""]
     lines += [f"Bags: {s['bags_evaluated']} evaluated, {s['bags_failed']} failed; {s['segments']} annotated "
               f"segments, {s['states']} states, {s['scored_windows']} scored windows.", ""]
+    if s.get("inputs_counted"):
+        reasons = ", ".join(f"{k}: {v}" for k, v in s.get("dropped", {}).items()) or "none"
+        lines += [f"Inputs dropped: {s.get('dropped_total', 0)} ({reasons}); accepted but unaccounted (lost): "
+                  f"{s.get('lost', 0)}. Per bag: see Inputs below.", ""]
     if metrics.get("datasets"):
         lines += ["## Benchmark metrics (paper protocol, x100)", "", "| data set | metric | n | score |",
                   "|---|---|---|---|"]
@@ -98,6 +145,8 @@ def render_markdown(metrics: dict, figures: dict[str, str], command: str = "") -
             lines.append(f"| {name} | {b['dataset']} | {b['segments']} | {b['states']} | "
                          f"{_pct(b['segment_accuracy'])} | {_pct(b['window_accuracy'])} | {_pct(b['coverage'])} |")
         lines.append("")
+    lines += _inputs_markdown(metrics)
+    lines += _windows_markdown(windows)
     if metrics.get("errors"):
         lines += ["## Errors (bags not evaluated)", ""]
         lines += [f"- `{e['bag']}` ({e['reason']}): {e['error']}" for e in metrics["errors"]]
@@ -107,6 +156,57 @@ def render_markdown(metrics: dict, figures: dict[str, str], command: str = "") -
         lines += [f"![{title}]({fname})" for title, fname in figures.items()]
         lines.append("")
     return "\n".join(lines)
+
+
+def _inputs_markdown(metrics: dict) -> list[str]:
+    """Per bag: topic mapping, messages per topic, drops by reason, the accounting, unused topics."""
+    lines = []
+    for name, b in (metrics.get("bags") or {}).items():
+        inp = b.get("inputs")
+        if not inp:
+            continue
+        lines += [f"## Inputs of {name}", "", "| bag topic | type | feeds | read | accepted | dropped |",
+                  "|---|---|---|---|---|---|"]
+        for topic, t in inp["topics"].items():
+            feeds = t.get("input") or f"nothing: {inp['unused'].get(topic, '')}"
+            lines.append(f"| `{topic}` | {t['type']} | {_md(feeds)} | {t['read']} | {t['accepted']} | {t['dropped']} |")
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(inp["dropped"].items())) or "none"
+        lines += ["", f"- dropped by reason: {reasons}"]
+        if inp.get("evicted"):
+            lines.append("- evicted: " + ", ".join(f"{k}: {v}" for k, v in sorted(inp["evicted"].items())))
+        if inp.get("events"):
+            lines.append("- events: " + ", ".join(f"{k}: {v}" for k, v in sorted(inp["events"].items())))
+        if inp.get("accounting"):
+            acc = "; ".join(f"{k} {v['accepted']} = used {v['used']} + evicted {v['evicted']} + buffered "
+                            f"{v['buffered']} + lost {v['lost']}" for k, v in inp["accounting"].items())
+            lines.append(f"- accounting (accepted = used + evicted + buffered + lost): {acc}")
+        lines += [f"- warning: {w}" for w in inp.get("warnings", [])]
+        lines.append("")
+    return lines
+
+
+def _windows_markdown(windows: list[dict]) -> list[str]:
+    if not windows:
+        return []
+    lines = []
+    by_bag: dict[str, list[dict]] = {}
+    for row in windows:
+        by_bag.setdefault(row["bag"], []).append(row)
+    for name, rows in by_bag.items():
+        lines += [f"## Windows of {name}", "",
+                  "| # | window (s) | label | conf. | scores | modalities | latency ms | annotated | transcript |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for row in rows[:MAX_WINDOW_ROWS]:
+            top = sorted(row["scores"].items(), key=lambda kv: -kv[1])[:3]
+            scores = " ".join(f"{k} {v:.2f}" for k, v in top)
+            mark = "" if row["correct"] is None else (" ✓" if row["correct"] else " ✗")
+            lines.append(f"| {row['window']} | {row['start_s']:.2f}-{row['end_s']:.2f} | {row['label']} | "
+                         f"{row['confidence']:.2f} | {scores} | {row['modalities']} | {_ms(row['latency_ms'])} | "
+                         f"{row['annotated'] or '-'}{mark} | {_md(row['transcript'][:80])} |")
+        if len(rows) > MAX_WINDOW_ROWS:
+            lines.append(f"| ... | {len(rows) - MAX_WINDOW_ROWS} more rows in windows.csv | | | | | | | |")
+        lines.append("")
+    return lines
 
 
 def make_plots(result: dict, out: Path) -> dict[str, str]:

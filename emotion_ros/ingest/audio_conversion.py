@@ -14,19 +14,24 @@ Channels are mixed down by their mean. Other rates are resampled to 16 kHz with 
 `resample_poly` (Kaiser-windowed FIR; odd rates with a large reduced ratio use the FFT resampler). Each chunk is resampled on its own, which leaves a small transient
 at chunk edges; publish 16 kHz where you can (the microphone node does).
 
-Bridging audio_common_msgs (ROS 2 `audio_common`): `AudioDataStamped` = header + `audio.data` (uint8[])
-and carries NO rate or layout; those come from `AudioInfo` (channels, sample_rate, sample_format e.g.
-"S16LE", coding_format) on its own topic (usually `audio_info`, latched/transient-local). A bridge keeps
-the last AudioInfo and, for each AudioDataStamped, calls
-    chunk_to_mono(info.sample_rate, info.channels, info.sample_format, bytes(msg.audio.data))
-with stamp = msg.header.stamp; only coding_format "wave" (raw PCM) can be bridged (mp3 needs a decoder),
-and until an AudioInfo has arrived chunks are dropped with a counted reason. Check your driver's stamp
-convention: our AudioChunk stamp is the FIRST sample's capture time; a driver that stamps at publish
-time must have the chunk duration (samples / sample_rate) subtracted.
+audio_common (the standard ROS 2 audio driver, github ros-drivers/audio_common, `audio_capture`):
+`audio_common_msgs/AudioDataStamped` = header + `audio.data` (uint8[]) carries NO rate or layout; those
+come from `audio_common_msgs/AudioInfo` (channels, sample_rate, sample_format e.g. "S16LE", bitrate,
+coding_format "wave" | "mp3") on its own topic (`audio_info`, transient-local, depth 1, re-sent every 5 s
+by audio_capture). `AudioInfoTracker` keeps the newest AudioInfo and turns each AudioDataStamped payload
+into the AudioChunk fields that `chunk_to_mono` takes:
+    AudioInfo.sample_rate -> sample_rate, AudioInfo.channels -> channels,
+    AudioInfo.sample_format -> sample_format, AudioDataStamped.audio.data -> data,
+    AudioDataStamped.header.stamp -> stamp (audio_capture stamps the buffer's first sample, as AudioChunk does).
+Until an AudioInfo is seen the tracker uses its fallback format (the node's `audio_info_fallback`
+parameters; counted as the event `audio_info_assumed` per chunk), or, without a fallback, drops the chunk
+(`audio_no_info`). Only raw PCM can be used: coding_format other than "wave"/"" is dropped as
+`audio_coding_unsupported` (audio_capture's default is mp3: run it with `format:=wave`).
 """
 from __future__ import annotations
 
 from math import gcd
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -151,3 +156,59 @@ def mono_to_chunk_bytes(samples, fmt: str = "S16LE", channels: int = 1) -> bytes
     if fmt.strip().upper() == "S16LE":
         return np.clip(np.rint(x * 32768.0), -32768, 32767).astype("<i2").tobytes()
     return x.astype("<f4").tobytes()
+
+
+RAW_CODINGS = ("wave", "wav", "pcm", "")
+
+
+@dataclass(frozen=True)
+class AudioFormat:
+    """The layout of a raw audio stream: what AudioInfo says, or what is assumed without one."""
+
+    sample_rate: int = AUDIO_SAMPLE_RATE
+    channels: int = 1
+    sample_format: str = "S16LE"
+    coding_format: str = "wave"
+
+
+class AudioInfoTracker:
+    """The newest audio_common AudioInfo of a stream, applied to its AudioDataStamped payloads.
+
+    fallback: the format assumed before any AudioInfo arrives (None = drop such chunks as `audio_no_info`).
+    counter: a DropCounter for the `audio_info_assumed` / `audio_info_changed` events (optional).
+    """
+
+    def __init__(self, fallback: AudioFormat | None = AudioFormat(), counter=None):
+        self.fallback = fallback
+        self.counter = counter
+        self.info: AudioFormat | None = None
+        self.infos_seen = 0
+
+    def update(self, channels, sample_rate, sample_format, coding_format="wave") -> AudioFormat:
+        """Take one AudioInfo message's fields (validated when the chunks are converted)."""
+        fmt = AudioFormat(int(sample_rate), int(channels), str(sample_format), str(coding_format))
+        if self.info is not None and fmt != self.info and self.counter is not None:
+            self.counter.event("audio_info_changed")
+        self.info = fmt
+        self.infos_seen += 1
+        return fmt
+
+    def current(self) -> AudioFormat:
+        """The format to apply now; raises InputError when neither an AudioInfo nor a fallback exists."""
+        if self.info is not None:
+            fmt = self.info
+        elif self.fallback is not None:
+            fmt = self.fallback
+            if self.counter is not None:
+                self.counter.event("audio_info_assumed")
+        else:
+            raise InputError("audio_no_info", "no audio_common AudioInfo received yet and no fallback format set")
+        if fmt.coding_format.strip().lower() not in RAW_CODINGS:
+            raise InputError("audio_coding_unsupported",
+                             f"coding_format {fmt.coding_format!r} is not raw PCM (wave); run the driver with format wave")
+        return fmt
+
+    def chunk_fields(self, data) -> tuple[int, int, str, object]:
+        """(sample_rate, channels, sample_format, data) of one AudioDataStamped payload, for chunk_to_mono."""
+        fmt = self.current()
+        return fmt.sample_rate, fmt.channels, fmt.sample_format, data

@@ -49,6 +49,13 @@ def open_input_stream(pyaudio_module, rate: int, channels: int, frames: int, dev
         if device_index < 0:
             info = pa.get_default_input_device_info()
             device_index = int(info["index"])
+        else:
+            # PortAudio dereferences a device index it does not have (a segfault, rc 139, no output), so
+            # the index is checked against the devices first.
+            inputs = input_devices(pa)
+            if device_index not in inputs:
+                raise ValueError(f"device_index {device_index} is not an input device; input devices here: "
+                                 + (", ".join(f"{i} ({name})" for i, name in inputs.items()) or "none"))
         stream = pa.open(format=pyaudio_module.paInt16, channels=channels, rate=rate, input=True,
                          input_device_index=device_index, frames_per_buffer=frames, stream_callback=callback)
     except (OSError, IOError, ValueError) as exc:
@@ -56,6 +63,16 @@ def open_input_stream(pyaudio_module, rate: int, channels: int, frames: int, dev
         raise MicrophoneUnavailable(f"no usable audio input device ({exc}); connect a microphone or "
                                     "publish emotion_ros/AudioChunk on the audio topic another way") from exc
     return pa, stream
+
+
+def input_devices(pa) -> dict[int, str]:
+    """index -> name of every PortAudio device that can record (maxInputChannels > 0)."""
+    out = {}
+    for i in range(int(pa.get_device_count())):
+        info = pa.get_device_info_by_index(i)
+        if int(info.get("maxInputChannels", 0)) > 0:
+            out[i] = str(info.get("name", f"device {i}"))
+    return out
 
 
 @contextlib.contextmanager

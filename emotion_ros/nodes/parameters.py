@@ -75,13 +75,28 @@ def _short(exc: Exception) -> str:
     return str(exc).splitlines()[0][:200]
 
 
-def init_or_explain(args=None) -> bool:
-    """rclpy.init(args); on a command line rcl cannot parse, print one sentence instead of a traceback."""
+def init_or_explain(args=None, own_signals: bool = False) -> bool:
+    """rclpy.init(args); on a command line rcl cannot parse, print one sentence instead of a traceback.
+
+    own_signals: install no rclpy signal handler, so Ctrl-C / SIGTERM raise KeyboardInterrupt in the main
+    thread and the node stops in order (rclpy's handler shuts the context down under the running worker
+    and executor: "RCLError: context is invalid", "inference failed on window N" at every Ctrl-C)."""
+    import signal
+
     import rclpy
     from rclpy._rclpy_pybind11 import RCLError
+    from rclpy.signals import SignalHandlerOptions
 
     try:
-        rclpy.init(args=args)
+        if own_signals:
+            rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+
+            def interrupt(signum, frame):
+                raise KeyboardInterrupt
+
+            signal.signal(signal.SIGTERM, interrupt)  # ros2 launch escalates SIGINT -> SIGTERM
+        else:
+            rclpy.init(args=args)
         return True
     except RCLError as exc:
         argv = list(sys.argv if args is None else args)

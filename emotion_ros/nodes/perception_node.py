@@ -11,6 +11,16 @@ Lifecycle (as the ros2/demos lifecycle talker and ROS4HRI's recognizers do it):
   then the outputs go inactive;
 - cleanup / shutdown: model, windower and publishers are released.
 Subscription callbacks only convert and buffer; inference runs on worker threads (emotion_ros.inference.worker).
+
+Inputs: sensor_msgs Image / CompressedImage, emotion_ros AudioChunk, std_msgs String, and, where
+audio_common_msgs is importable, the standard ROS 2 audio driver's AudioDataStamped with its AudioInfo
+(emotion_ros.ingest.audio_conversion.AudioInfoTracker). QoS: each input subscription takes the reliability
+and durability of the publishers found on its topic (as `ros2 bag record` does: RELIABLE / TRANSIENT_LOCAL
+only when every publisher offers it), so a camera driver publishing with the sensor-data QoS (BEST_EFFORT)
+is received; a publisher that appears later with an incompatible QoS raises an incompatible-QoS event,
+which is logged, counted on /diagnostics (events/qos_incompatible) and answered by re-subscribing with a
+profile that matches it. Ctrl-C / SIGTERM: the node stops its inputs and worker and exits 0 without
+tracebacks.
 """
 from __future__ import annotations
 
@@ -27,7 +37,7 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
+from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
@@ -37,11 +47,12 @@ from emotion_ros.config import NODE_NAME, PerceptionConfig
 from emotion_ros.inference import build_engine
 from emotion_ros.inference.engine import EmotionResult
 from emotion_ros.inference.worker import InferenceWorker
-from emotion_ros.ingest.audio_conversion import warm_up
-from emotion_ros.ingest.errors import DropCounter
+from emotion_ros.ingest.audio_conversion import AudioInfoTracker, warm_up
+from emotion_ros.ingest.errors import DropCounter, InputError
 from emotion_ros.ingest.window import modality_names
 from emotion_ros.ingest.windowing import Windower
 from emotion_ros.model.prompt import parse_answer
+from emotion_ros.nodes.hri import expression_for, valence_arousal
 from emotion_ros.nodes.parameters import declare_config_parameters, read_config_parameters
 from emotion_ros.ingest.stamps import ns_to_time, time_to_ns
 
@@ -70,6 +81,13 @@ class EmotionPerceptionNode(LifecycleNode):
         self._state = "unconfigured"
         self._error = ""  # why the last configure failed ("" = it did not)
         self._failed_seen = 0  # worker.failed at the previous diagnostics message
+        self._audio_info: AudioInfoTracker | None = None
+        self._inputs: dict[str, tuple] = {}   # topic -> (type, callback, base QoS) of each input subscription
+        self._sub_by_topic: dict[str, object] = {}
+        self._sub_qos: dict[str, QoSProfile] = {}  # topic -> the QoS its subscription uses now
+        self._qos_recheck: set[str] = set()    # topics whose incompatible-QoS event asks for a re-subscription
+        self._qos_timer = None
+        self._closing = False                  # shutting down: late worker errors are not failures
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         period = self.get_parameter("diagnostics_period_s").value
         self._diag_timer = self.create_timer(float(period), self._publish_diagnostics)
@@ -89,6 +107,7 @@ class EmotionPerceptionNode(LifecycleNode):
         _forward_runtime_log(self.get_logger())
         self.drops = DropCounter()
         self.windower = Windower(config.windowing, counter=self.drops)
+        self._audio_info = AudioInfoTracker(config.topics.audio_fallback(), self.drops)
         try:
             self.engine = build_engine(engine_cfg)
         except Exception as exc:  # a clear sentence, not a traceback; the node stays up, unconfigured
@@ -106,7 +125,7 @@ class EmotionPerceptionNode(LifecycleNode):
         self.worker = InferenceWorker(
             self.engine, on_state=self._publish_state, on_reasoning=self._publish_reasoning, drops=self.drops,
             queue_size=config.node.queue_size, reasoning_every=config.node.reasoning_every,
-            on_error=lambda w, e: self.get_logger().error(f"inference failed on window {w.index}: {e!r}"),
+            on_error=self._on_inference_error,
         )
         self._error = ""
         self._state = "inactive"
@@ -137,12 +156,60 @@ class EmotionPerceptionNode(LifecycleNode):
                   (String, topics.transcript_topic, self._on_transcript, reliable)]
         if topics.transcript_type == "transcript":  # one topic has one type: a stamped span instead
             inputs[-1] = (Transcript, topics.transcript_topic, self._on_stamped_transcript, reliable)
-        self._subs = [self.create_subscription(t, name, cb, qos) for t, name, cb, qos in inputs if name]
+        try:
+            from audio_common_msgs.msg import AudioDataStamped, AudioInfo
+
+            latched = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.RELIABLE,
+                                 durability=QoSDurabilityPolicy.TRANSIENT_LOCAL, history=QoSHistoryPolicy.KEEP_LAST)
+            inputs += [(AudioDataStamped, topics.audio_stamped_topic, self._on_audio_stamped, reliable),
+                       (AudioInfo, topics.audio_info_topic, self._on_audio_info, latched)]
+        except ImportError:
+            if topics.audio_stamped_topic:
+                self.get_logger().info(f"audio_common_msgs not importable: {topics.audio_stamped_topic} "
+                                       "(AudioDataStamped) not subscribed")
+        self._inputs = {name: (t, cb, qos) for t, name, cb, qos in inputs if name}
+        for name in self._inputs:
+            self._subscribe(name)
+        self._subs = list(self._sub_by_topic.values())
         self.worker.start()
         self._idle_timer = self.create_timer(0.1, self._flush_when_inputs_stop)
+        self._qos_timer = self.create_timer(0.5, self._resubscribe_incompatible)
         self._state = "active"
-        self.get_logger().info("active: listening on " + ", ".join(s.topic_name for s in self._subs))
+        self.get_logger().info("active: listening on " + ", ".join(
+            f"{t} ({_qos_name(q)})" for t, q in self._sub_qos.items()))
         return super().on_activate(state)
+
+    # ---------------------------------------------------------------- input QoS
+    def _subscribe(self, topic: str) -> None:
+        """(Re)create one input subscription with the QoS its publishers offer (see the module docstring)."""
+        from rclpy.event_handler import SubscriptionEventCallbacks
+
+        msg_type, callback, base = self._inputs[topic]
+        qos = adapted_qos(base, self.get_publishers_info_by_topic(topic))
+        old = self._sub_by_topic.pop(topic, None)
+        if old is not None:
+            self.destroy_subscription(old)
+        events = SubscriptionEventCallbacks(incompatible_qos=lambda event, t=topic: self._on_incompatible_qos(t, event))
+        self._sub_by_topic[topic] = self.create_subscription(msg_type, topic, callback, qos, event_callbacks=events)
+        self._sub_qos[topic] = qos
+        self._subs = list(self._sub_by_topic.values())
+
+    def _on_incompatible_qos(self, topic: str, event) -> None:
+        policy = getattr(getattr(event, "last_policy_kind", None), "name", str(getattr(event, "last_policy_kind", "")))
+        self.drops.event("qos_incompatible")
+        self.drops.event(f"qos_incompatible.{topic}")
+        self.get_logger().warning(
+            f"incompatible QoS on {topic}: a publisher does not offer our {_qos_name(self._sub_qos.get(topic))} "
+            f"subscription ({policy}); re-subscribing with the publishers' QoS")
+        self._qos_recheck.add(topic)
+
+    def _resubscribe_incompatible(self) -> None:
+        for topic in list(self._qos_recheck):
+            self._qos_recheck.discard(topic)
+            if topic in self._inputs and not self._closing:
+                self._subscribe(topic)
+                self.drops.event("qos_adapted")
+                self.get_logger().info(f"{topic}: subscribed with {_qos_name(self._sub_qos[topic])}")
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_inputs()
@@ -175,12 +242,15 @@ class EmotionPerceptionNode(LifecycleNode):
         for sub in self._subs:
             self.destroy_subscription(sub)
         self._subs = []
-        if self._idle_timer is not None:
-            self.destroy_timer(self._idle_timer)
-            self._idle_timer = None
+        self._sub_by_topic = {}
+        for timer in (self._idle_timer, self._qos_timer):
+            if timer is not None:
+                self.destroy_timer(timer)
+        self._idle_timer = self._qos_timer = None
 
     def _release(self) -> None:
         self._stop_inputs()
+        self._sub_qos = {}
         if self.worker is not None:
             self.worker.stop()
             self.worker = None
@@ -227,6 +297,24 @@ class EmotionPerceptionNode(LifecycleNode):
         self.windower.push_audio_chunk(time_to_ns(msg.header.stamp), msg.sample_rate, msg.channels,
                                        msg.sample_format, msg.data)
         self._submit_ready_windows()
+
+    def _on_audio_stamped(self, msg) -> None:
+        """audio_common_msgs/AudioDataStamped: the layout comes from the newest AudioInfo (or the fallback)."""
+        try:
+            rate, channels, fmt, data = self._audio_info.chunk_fields(msg.audio.data)
+        except InputError as err:
+            self.drops.drop_error(err)
+            return
+        self.windower.push_audio_chunk(time_to_ns(msg.header.stamp), rate, channels, fmt, data)
+        self._submit_ready_windows()
+
+    def _on_audio_info(self, msg) -> None:
+        self._audio_info.update(msg.channels, msg.sample_rate, msg.sample_format, msg.coding_format)
+
+    def _on_inference_error(self, window, exc) -> None:
+        if self._closing:  # a window cut short by shutdown (context gone) is not a model failure
+            return
+        self.get_logger().error(f"inference failed on window {window.index}: {exc!r}")
 
     def _on_transcript(self, msg: String) -> None:
         # std_msgs/String has no stamp: the text belongs to the newest sensor time seen when it arrives,
@@ -307,9 +395,9 @@ class EmotionPerceptionNode(LifecycleNode):
         def publish(result: EmotionResult) -> None:
             msg = Expression()
             msg.header.stamp = ns_to_time(result.window.end_ns, Time)
-            msg.expression = HRI_EXPRESSIONS.get(result.label, result.label)
-            msg.valence = 0.0 if math.isnan(result.valence) else float(result.valence)
-            msg.arousal = 0.0 if math.isnan(result.arousal) else float(result.arousal)
+            msg.header.frame_id = self._frame_id
+            msg.expression = expression_for(result.label)
+            msg.valence, msg.arousal = valence_arousal(result.labels, result.scores, result.valence, result.arousal)
             msg.confidence = float(result.confidence)
             pub.publish(msg)
 
@@ -338,6 +426,7 @@ class EmotionPerceptionNode(LifecycleNode):
                 values[f"latency_ms/{stage}/p50"] = f"{np.percentile(arr, 50):.1f}"
                 values[f"latency_ms/{stage}/p95"] = f"{np.percentile(arr, 95):.1f}"
         values.update({f"modalities/{k}": str(v) for k, v in self.modalities_seen.items()})
+        values.update({f"qos/{t}": _qos_name(q) for t, q in self._sub_qos.items()})
         engine = self.engine
         if engine is not None:  # what really runs (after any fallback), not what was asked for
             info = engine.describe()
@@ -352,6 +441,10 @@ class EmotionPerceptionNode(LifecycleNode):
             status.level, status.message = DiagnosticStatus.ERROR, f"{failing} windows failed in inference"
         elif bad:
             status.level, status.message = DiagnosticStatus.WARN, f"{bad} inputs dropped (see dropped/*)"
+        elif counts["events"].get("qos_incompatible"):
+            status.level = DiagnosticStatus.WARN
+            status.message = (f"{counts['events']['qos_incompatible']} incompatible-QoS events "
+                              "(see events/qos_incompatible.*; re-subscribed with the publishers' QoS)")
         else:
             status.level, status.message = DiagnosticStatus.OK, self._state
         msg = DiagnosticArray(status=[status])
@@ -381,18 +474,35 @@ def _forward_runtime_log(ros_logger) -> None:
     runtime_log.addHandler(_RosLogHandler(ros_logger))
 
 
-# Our labels -> ROS4HRI hri_msgs/Expression constants (others are passed through unchanged).
-HRI_EXPRESSIONS = {
-    "happy": "happy", "joy": "happy", "sad": "sad", "sadness": "sad", "angry": "angry", "anger": "angry",
-    "surprise": "surprised", "fear": "scared", "worried": "worried", "disgust": "disgusted",
-    "neutral": "neutral",
-}
+def adapted_qos(base: QoSProfile, publishers) -> QoSProfile:
+    """`base` with the reliability and durability its publishers offer: RELIABLE / TRANSIENT_LOCAL only when
+    every publisher offers it (what `ros2 bag record` does), so no publisher is incompatible; with no
+    publisher yet, `base` (a later BEST_EFFORT publisher raises an incompatible-QoS event, answered then)."""
+    pubs = [p.qos_profile for p in publishers]
+    if not pubs:
+        return base
+    qos = QoSProfile(depth=base.depth, history=base.history, reliability=base.reliability,
+                     durability=base.durability)
+    if any(p.reliability == QoSReliabilityPolicy.BEST_EFFORT for p in pubs):
+        qos.reliability = QoSReliabilityPolicy.BEST_EFFORT
+    if base.durability == QoSDurabilityPolicy.TRANSIENT_LOCAL and \
+            any(p.durability != QoSDurabilityPolicy.TRANSIENT_LOCAL for p in pubs):
+        qos.durability = QoSDurabilityPolicy.VOLATILE
+    return qos
+
+
+def _qos_name(qos) -> str:
+    if qos is None:
+        return "?"
+    rel = "reliable" if qos.reliability == QoSReliabilityPolicy.RELIABLE else "best_effort"
+    dur = "transient_local" if qos.durability == QoSDurabilityPolicy.TRANSIENT_LOCAL else "volatile"
+    return f"{rel}/{dur}"
 
 
 def main(args=None) -> int:
     from emotion_ros.nodes.parameters import init_or_explain
 
-    if not init_or_explain(args):
+    if not init_or_explain(args, own_signals=True):
         return 2
     node = EmotionPerceptionNode()
     executor = MultiThreadedExecutor(num_threads=2)
@@ -407,10 +517,15 @@ def main(args=None) -> int:
         while rclpy.ok() and node._state != "finalized":  # a lifecycle shutdown ends the process
             executor.spin_once(timeout_sec=0.2)
     except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        node.get_logger().info("interrupted: stopping")
     finally:
-        node._release()
-        node.destroy_node()
+        node._closing = True
+        try:
+            node._release()  # inputs first, then the worker (its window in flight ends quietly), then outputs
+            executor.shutdown(timeout_sec=1)
+            node.destroy_node()
+        except Exception:  # the context may be gone already (external shutdown)
+            pass
         if rclpy.ok():
             rclpy.shutdown()
         # Python's last garbage collection of the model's objects at interpreter exit took 4-5 s (measured

@@ -10,9 +10,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def python_process(*args: str, **kwargs) -> subprocess.Popen:
-    """Start `python <args>` with the test environment (same ROS domain) in the repo root."""
+def python_process(*args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
+    """Start `python <args>` with the test environment (same ROS domain) in the repo root.
+
+    env: additions to the environment, e.g. tests.helpers.interfaces.test_interfaces() to make the
+    test-only audio_common_msgs / hri_msgs packages importable in the child."""
+    extra = dict(env or {})
     env = dict(os.environ)
+    env.update(extra)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, **kwargs)
