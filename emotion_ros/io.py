@@ -99,7 +99,8 @@ def atomic_dir(path: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
 
     An existing ``path`` is moved aside, the new folder renamed into place, and the old one removed; a
     crash between the two renames leaves the old folder under ``.NAME.old.PID`` (never half a folder
-    under the real name). Temporary folders are named ``.NAME.*.tmp``.
+    under the real name). Temporary folders are named ``.NAME.*.tmp``. Files in it get the usual mode for
+    the umask (safetensors and mkstemp write 0600: a shipped checkpoint must be readable by other users).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -107,6 +108,8 @@ def atomic_dir(path: str | os.PathLike, fsync: bool = False) -> Iterator[Path]:
     try:
         yield tmp_path
         os.chmod(tmp_path, _umask_mode(0o777))
+        for sub in tmp_path.rglob("*"):
+            os.chmod(sub, _umask_mode(0o777 if sub.is_dir() else 0o666))
         if fsync:
             _fsync_tree(tmp_path)
         if path.exists():

@@ -471,6 +471,7 @@ class EmotionLLM(nn.Module):
 
     def _force(self, ids: list[int], cache, mask):
         """Append ``ids`` (text the format prescribes) in one pass: (logits after them, cache, mask)."""
+        _cast_cache(cache, self.dtype)
         mask = torch.cat([mask, torch.ones(1, len(ids), dtype=mask.dtype, device=self.device)], dim=1)
         logits, cache = self._pass(self.embed_ids(ids).unsqueeze(0), mask,
                                    self._positions(mask.shape[1] - len(ids), len(ids)), cache=cache, keep=1)
@@ -479,6 +480,7 @@ class EmotionLLM(nn.Module):
     def _think_answer(self, cache, mask, labels: Sequence[str]) -> str:
         """The label scored highest after [prompt | <think>reasoning] + ``</think><answer>``: each label's
         tokens + ``</answer>`` + EOS, the whole set in one tree-masked pass (batched past a sliding window)."""
+        _cast_cache(cache, self.dtype)
         prefix = Prefix(cache, mask.shape[1], mask)
         close = self.text_ids(THINK_CLOSE)
         seqs = [self.text_ids(lab) + self.text_ids(ANSWER_CLOSE) + [self.eos_id] for lab in labels]
@@ -571,6 +573,17 @@ class EmotionLLM(nn.Module):
         if self.has_lora:
             self.model = self.model.merge_and_unload()
             self._head_kv.clear()
+
+
+def _cast_cache(cache, dtype) -> None:
+    """Keys/values in ``dtype``, in place: under llm_precision mixed the int8 decode copy appends float32
+    entries to a bfloat16 prefix (torch.cat promotes), and a later pass of the bf16 LLM on that cache (the
+    think format's forced tags and answer scoring) needs its own dtype."""
+    for layer in getattr(cache, "layers", ()):
+        for name in ("keys", "values"):
+            t = getattr(layer, name, None)
+            if isinstance(t, torch.Tensor) and t.dtype != dtype and t.is_floating_point():
+                setattr(layer, name, t.to(dtype))
 
 
 class _NgramBlocks:
