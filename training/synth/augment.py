@@ -3,12 +3,16 @@
 Two stages, both drawn from the clip's own random generator (so a clip depends only on (seed, index)):
 
 * speaker stage, on the synthesised utterance before it is placed in the window:
-  - pitch shift, uniform in +-PITCH_SEMITONES (1.0 semitone). Why that small: the emotion settings of
-    speech.EMOTION_PROSODY differ from neutral by +10 % (angry) .. +45 % (surprise) and -25 % (sad) in pitch,
-    i.e. +1.65 .. +6.4 / -5.0 semitones at full intensity and 0.9 .. 3.5 / 2.7 semitones at the lowest
-    intensity (0.55); a 1-semitone shift stays below all of them except the weakest angry clips, whose
-    loudness (+75 %) and rate carry the emotion. The voices themselves already spread speaker pitch over
-    ~11 semitones (measured F0 medians 83 .. 172 Hz for neutral speech), which is the speaker variation.
+  - pitch shift, uniform in +-PITCH_SEMITONES (0.75 semitone). Why that small: the emotion settings of
+    speech.EMOTION_PROSODY move the pitch from neutral by +10 % (angry) .. +45 % (surprise) and -25 % (sad),
+    i.e. +1.65 .. +6.4 / -5.0 semitones at full intensity and +0.9 .. +3.5 / -2.5 semitones at the lowest
+    intensity (0.55). Measured at intensity 0.55 without jitter (tests/test_synth.py's F0 tracker, after the
+    espeak-ng pitch calibration of speech.py): espeak-ng en-us+m3 neutral 102 Hz, sad 94 (-1.4 st), angry
+    110 (+1.3 st), worried 119, happy 120 (+2.8 st), surprise 132 Hz; flite slt neutral 165, sad 144 (-2.4 st),
+    angry 174 (+0.9 st), happy 193 Hz. A 0.75-st shift stays below every one of these differences, and the
+    worst case (happy shifted down, sad up, both at the tempo extremes: test_synth) keeps happy > 1.1x sad
+    in F0. Speaker pitch itself varies over more than an octave across the voices (neutral medians
+    ~90 .. 203 Hz), which is the speaker variation the model has to see past.
   - tempo (time stretch without pitch change), uniform in TEMPO_RANGE (0.93 .. 1.07). Sad is spoken at
     75 % and angry at 120 % of normal rate (86 % / 111 % at the lowest intensity), so +-7 % keeps
     slow and fast apart. The vocal cues the manifest records are computed from the stretched rate.
@@ -31,7 +35,7 @@ import random
 
 import numpy as np
 
-PITCH_SEMITONES = 1.0
+PITCH_SEMITONES = 0.75
 TEMPO_RANGE = (0.93, 1.07)
 SNR_DB = (8.0, 35.0)
 NOISE_DECAY = {"white": 0.0, "pink": -3.01, "brown": -6.02}  # dB per octave (audiomentations' f_decay)

@@ -272,12 +272,21 @@ def speech_level(x: np.ndarray, sr: int = AUDIO_SAMPLE_RATE) -> float:
     return float(np.sqrt(np.mean(top ** 2)))
 
 
+def espeak_calibrated(p: Prosody) -> Prosody:
+    """espeak-ng realises only part of an SSML pitch change: measured median F0 change (3 voices, range 100 %)
+    for nominal -10/-30/-50 %: -4/-11/-17 %, and it saturates near -15..-27 % below that; for +10/+30/+60 %:
+    +5/+16/+36 %. So the nominal pitch is sent as 1.7x (up) / 2x capped at -50 % (down), which makes an
+    espeak-ng voice's pitch change close to the other engines' (flite/festival follow the nominal value)."""
+    pitch = p.pitch_pct * 1.7 if p.pitch_pct > 0 else max(-50.0, p.pitch_pct * 2)
+    return Prosody(pitch, p.range_pct, p.rate_pct, p.volume_pct, p.pauses, p.pause_ms)
+
+
 def _render(text: str, p: Prosody, voice: str, rng: np.random.Generator | None, sample_rate: int) -> np.ndarray:
     engine, name = split_voice(voice)
     words = text.split()
     breaks = _break_positions(words, p, rng)
     if engine == "espeak":
-        pcm, rate = _run_espeak(ssml(text, p, volume=False, breaks=breaks), name)
+        pcm, rate = _run_espeak(ssml(text, espeak_calibrated(p), volume=False, breaks=breaks), name)
         x = resample(pcm, rate, sample_rate)
     elif engine == "flite":
         # flite speaks plain text: pauses are silences between separately spoken chunks
@@ -368,6 +377,12 @@ def synthesize(text: str, prosody: Prosody, voice: str = "espeak:en-us+m3", rng:
             return (audio, p) if return_prosody else audio
         factor = len(audio) / (max_seconds * sample_rate) * 1.05
         p = Prosody(p.pitch_pct, p.range_pct, p.rate_pct * factor, p.volume_pct, p.pauses, p.pause_ms)
+        if split_voice(voice)[0] == "festival":
+            # festival costs 0.3-0.6 s per call (measured; espeak-ng/flite ~20 ms): speed the audio up instead
+            # of speaking it again (pitch kept by the time stretch)
+            audio = _post_prosody(audio, sample_rate, Prosody(0, 100, 100 * factor, 100), pitch=False, rate=True)
+            if len(audio) <= max_seconds * sample_rate:
+                return (audio, p) if return_prosody else audio
     n = int(max_seconds * sample_rate)
     audio = audio[:n].copy()
     fade = min(len(audio), int(0.05 * sample_rate))
@@ -412,3 +427,33 @@ def describe_voice(p: Prosody) -> str:
     if p.pauses:
         text += ", broken by hesitant pauses" if p.pauses > 1 else ", with a drawn-out pause"
     return text + "."
+
+
+def effective_prosody(p: Prosody, semitones: float = 0.0, tempo: float = 1.0) -> Prosody:
+    """The prosody the listener hears after a pitch shift (semitones) and a time stretch (tempo) of the audio."""
+    pitch = ((1 + p.pitch_pct / 100) * 2 ** (semitones / 12) - 1) * 100
+    return Prosody(pitch, p.range_pct, p.rate_pct * tempo, p.volume_pct, p.pauses, p.pause_ms)
+
+
+def voice_cues(p: Prosody, carries: dict[str, bool] | None = None) -> dict[str, str]:
+    """The vocal cues as words (the values of describe.VOICE_PHRASES), from the prosody actually heard.
+
+    Thresholds (percent of the voice's normal) are the ones of describe_voice. A dimension the voice does not
+    carry (controls(voice)) is left out, and "pauses" only appears when there are pauses.
+    """
+    carries = carries or {}
+    out = {}
+    if carries.get("pitch", True):
+        out["pitch"] = ("very high" if p.pitch_pct >= 35 else "high" if p.pitch_pct >= 12 else
+                        "low" if p.pitch_pct <= -12 else "ordinary")
+    if carries.get("range", True):
+        out["intonation"] = ("wide" if p.range_pct >= 190 else "lively" if p.range_pct >= 135 else
+                             "flat" if p.range_pct <= 60 else "narrow" if p.range_pct <= 80 else "even")
+    if carries.get("rate", True):
+        out["rate"] = "fast" if p.rate_pct >= 110 else "slow" if p.rate_pct <= 85 else "normal"
+    if carries.get("volume", True):
+        out["loudness"] = ("loud" if p.volume_pct >= 150 else "fairly loud" if p.volume_pct >= 118 else
+                           "quiet" if p.volume_pct <= 75 else "normal")
+    if carries.get("pauses", True) and p.pauses:
+        out["pauses"] = "several" if p.pauses > 1 else "one"
+    return out
