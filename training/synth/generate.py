@@ -50,6 +50,7 @@ from emotion_ros_training.synth.describe import ADJECTIVE, NOUN  # noqa: F401  (
 
 GENERATOR_VERSION = 2  # 2: three engines + held-out voices, augmentation, neutral 35 %, recorded cues
 KINDS = ("consistent", "conflict", "no_audio", "no_video", "no_face")
+SLOW_VOICES = ("sad", "worried")  # slow rate / pauses: their subtitles are drawn short so they fit at their own pace
 # circumplex-style prototypes (valence, arousal in [-1, 1]) scaled by intensity
 VA = {"neutral": (0.0, 0.0), "happy": (0.8, 0.5), "sad": (-0.7, -0.5), "angry": (-0.6, 0.8),
       "worried": (-0.5, 0.4), "surprise": (0.3, 0.8)}
@@ -180,13 +181,16 @@ def generate_clip(plan: ClipPlan, cfg: SynthConfig, out_dir: str) -> ClipRecord:
     face_emotion, voice_emotion, text_emotion = _modal_emotions(plan, rng, cfg)
     intensity, face_intensity, voice_intensity = _intensities(plan, rng)
     voice = speech_mod.pick_voice(rng, plan.split)
-    subtitle = text_mod.sentence(text_emotion, rng) if text_emotion is not None else None
+    slow_voice = voice_emotion in SLOW_VOICES
+    subtitle = None
+    if text_emotion is not None:
+        subtitle = (text_mod.short_sentence if slow_voice else text_mod.sentence)(text_emotion, rng)
     chain = augment_mod.sample_chain(rng) if cfg.augment else []
 
     audio = prosody = heard = None
     if voice_emotion is not None:
         prosody = speech_mod.sample_prosody(voice_emotion, rng, voice_intensity)
-        lead = float(rng.uniform(0.05, 0.3))
+        lead = float(rng.uniform(0.03, 0.12) if slow_voice else rng.uniform(0.05, 0.3))  # slow speech needs the room
         avail = cfg.duration_s - lead - 0.05
         tempo = augment_mod.tempo_factor(chain)
         # a slower tempo lengthens the utterance by 1/tempo: speak it short enough to still fit
