@@ -22,7 +22,14 @@ cues the clip renders (meta["cues"]: facial action units of the apex frame, voca
 words, and on conflict clips the winner and why); the Stage-2 description (describe.py) names these.
 
 Clip i depends only on (seed, i) and the plan, so workers can generate clips in any order and the
-output bytes are identical for the same arguments.
+output bytes are identical for the same arguments (and the same engine/package versions: the Debian TTS
+packages of requirements/apt-training.txt and audiomentations==0.43.1).
+
+Cost (scripts/train_nano.sh's --num 720 --seed 2024 --workers 2, measured on the shared 2-core machine under a
+load of ~4 from other jobs): 234 s wall, 151 s CPU (user+sys), i.e. ~80 s on an idle 2-core machine; festival
+(~16 % of the voiced clips, 0.3-0.6 s per call) and the augmentation (~30 ms per clip) are most of the increase
+over the espeak-ng-only generator. generation.json records the label / kind / engine / voice / augmentation
+shares of the run.
 """
 from __future__ import annotations
 
