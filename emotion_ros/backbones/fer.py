@@ -22,18 +22,19 @@ own anchors, box decoding and weighted NMS. Chosen by measurement (benchmarks/fa
 three real photos below, each put into 640x480 frames at 4 scales x 2 flips x 3 brightness levels x 3
 positions = 216 frames; a hit = the chosen face's centre inside the hand-read face box; one thread:
 
-    detector                          hits      astronaut  Grace Hopper  cameraman   median time  false alarms*
-    BlazeFace full range (chosen)     170/216   60/72      72/72         38/72       6.7 ms       0
-    BlazeFace short range (128x128)   119/216   29/72      72/72         18/72       4.7 ms       1 (cat)
+    detector                          hits      astronaut  Grace Hopper  cameraman   median time*  false alarms**
+    BlazeFace full range (chosen)     185/216   63/72      72/72         50/72        6.7-15.2 ms   0
+    BlazeFace short range (128x128)   119/216   29/72      72/72         18/72        4.7-8.1 ms    1 (cat)
     Haar frontal (fer's cascade, fer's settings: scale 1.1, 5 neighbours, min 50 px)
-                                      127/216   55/72      72/72          0/72      48.5 ms       5 (coins)
+                                      127/216   55/72      72/72          0/72       48.5-82.9 ms   5 (coins)
 
-    * on scikit-image's face-free photos chelsea, coffee, rocket, brick, coins, moon, horse; none of the
+    *  two runs on the shared 2-core machine (load from other jobs); the ratios held: Haar ~6x BlazeFace.
+    ** on scikit-image's face-free photos chelsea, coffee, rocket, brick, coins, moon, horse; none of the
       three gave a detection on 20 noise frames or a blank frame.
 
 Photos: skimage.data.astronaut() (NASA, public domain), matplotlib's sample_data/grace_hopper.jpg (US Navy,
 public domain), skimage.data.camera() (CC0; the face in near profile, which Haar never finds). Misses of the
-full-range model: the astronaut at 0.4x (face ~40 px of a 640 px frame: 7/18) and the cameraman below 0.8x.
+full-range model: the astronaut at 0.4x (face ~40 px wide in a 640 px frame) and the cameraman at small scales.
 The 100 real LFW crops of skimage.data.lfw_subset() are only 25x25: upscaled into frames, none of the
 detectors found them (0/100 each), so they serve the classifier parity check only.
 BlazeFace's box is tighter than the Haar box fer's classifier was used with: ``HAAR_FRAMING`` maps it.
@@ -405,11 +406,12 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou: float = 0.3) -> lis
 
 
 class BlazeFaceDetector:
-    """MediaPipe BlazeFace short-range (128x128, faces within ~2 m) through ai-edge-litert, own decoding.
+    """MediaPipe BlazeFace (full range 192x192 by default, or short range 128x128) via ai-edge-litert, own decoding.
 
     Preprocessing as MediaPipe's graph: the frame letterboxed (aspect kept, zero border) to 128x128 RGB in
     [-1, 1]. Decoding: box centre/size regressed relative to the anchor in 128-px units, score
-    sigmoid(clip(logit, +-100)) >= ``min_score`` (0.5, MediaPipe's), weighted NMS at IoU 0.3.
+    sigmoid(clip(logit, +-100)) >= ``min_score`` (0.5, MediaPipe's short-range threshold; with it the full-range
+    model gave no false alarm in benchmarks/face_detectors.py), weighted NMS at IoU 0.3 (MediaPipe's).
     """
 
     def __init__(self, model_path: str | Path | None = None, min_score: float = 0.5, threads: int = 1):
