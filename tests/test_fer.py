@@ -167,12 +167,27 @@ def test_detect_every_reuses_the_box(model):
     assert ex.detections == 2
     assert all(o.probs is not None for o in out[:4]) and all(o.probs is None for o in out[4:])
     assert all(o.box == out[0].box for o in out[:4])
-    # a face appearing after a no-face detection is only seen at the next detection
+    # one scene: detections on frames 0, 3, 6 only
+    ex = fer.FaceExpert(detect_every=3, model=model)
+    out = ex.window([photo] * 7)
+    assert ex.detections == 3 and all(o.probs is not None for o in out)
+    # a person stepping into an empty view changes the scene: detected at once, not at the next k-th frame
     ex = fer.FaceExpert(detect_every=3, model=model)
     out = ex.window([np.zeros_like(photo)] + [photo] * 3)
-    assert ex.detections == 2 and [o.probs is None for o in out] == [True, True, True, False]
+    assert ex.detections == 3 and [o.probs is None for o in out] == [True, False, False, False]  # t = 0, 1, 3
     with pytest.raises(ValueError, match="detect_every"):
         fer.FaceExpert(detect_every=0, model=model)
+
+
+def test_another_scene_is_detected_again(model):
+    """FaceEncoder passes the frames of several windows in one list: a box is not carried into another clip."""
+    astronaut, hopper = _photo("astronaut"), _photo("grace_hopper")[:512]
+    ex = fer.FaceExpert(detect_every=4, model=model)
+    moved = np.roll(astronaut, 6, axis=1)  # small motion: the box is reused
+    out = ex.window([astronaut, moved, hopper, hopper])
+    assert ex.detections == 2
+    assert out[1].box == out[0].box and out[2].box != out[0].box and out[3].box == out[2].box
+    assert fer.FER_CLASSES[int(out[2].probs.argmax())] == "neutral"
 
 
 def test_bad_frames_are_refused_clearly(expert):
