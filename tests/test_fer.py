@@ -119,7 +119,7 @@ def test_port_matches_numpy_forward_on_real_photos(model, expert):
         image = _photo(name)
         found = expert.detect(image)
         assert found is not None, name
-        faces.append(fer.face_crop(fer.to_grey(image), found.box))
+        faces.append(fer.face_crop(image, found.box))
     import skimage.data
 
     faces += [fer.face_crop(crop, (0, 0, 25, 25)) for crop in skimage.data.lfw_subset()[:40]]
@@ -130,6 +130,31 @@ def test_port_matches_numpy_forward_on_real_photos(model, expert):
     print(f"max abs diff torch vs numpy over {len(x)} real faces: {diff:.2e}")
     assert diff < 2e-6
     assert np.allclose(ours.sum(1), 1, atol=1e-5)
+
+
+def _fer_crop_reference(grey, box):
+    """fer.FER.detect_emotions' crop, step by step as fer does it: square, offsets, pad the whole grey image by
+    40 px with the mean of its two bottom rows, clamp the top-left corner, slice, resize, scale."""
+    x, y, w, h = box
+    if h > w:
+        x, w = x - (h - w) // 2, h
+    elif w > h:
+        y, h = y - (w - h) // 2, w
+    padded = np.pad(grey.astype(np.float32), 40, constant_values=float(grey[-2:].mean()))
+    x1, x2, y1, y2 = max(0, x - 10 + 40), x + w + 10 + 40, max(0, y - 10 + 40), y + h + 10 + 40
+    crop = torch.from_numpy(padded[y1:y2, x1:x2])[None, None]
+    crop = torch.nn.functional.interpolate(crop, size=(64, 64), mode="bilinear", align_corners=False)[0, 0]
+    return ((np.clip(np.rint(crop.numpy()), 0, 255) / 255.0 - 0.5) * 2.0).astype(np.float32)
+
+
+def test_face_crop_is_fers_crop():
+    image = _photo("astronaut")
+    grey = fer.to_grey(image)
+    assert abs(float(grey.astype(float).mean()) - float((image @ [0.299, 0.587, 0.114]).mean())) < 0.01
+    for box in [(177, 66, 95, 95), (177, 66, 80, 100), (-30, 400, 90, 150), (460, -20, 70, 60), (0, 0, 512, 512)]:
+        assert np.array_equal(fer.face_crop(image, box), _fer_crop_reference(grey, box)), box
+    with pytest.raises(ValueError, match="outside"):
+        fer.face_crop(image, (900, 900, 20, 20))
 
 
 def test_predictions_on_real_photos(expert):

@@ -331,8 +331,11 @@ def _resize_bilinear(img: np.ndarray, size: int) -> np.ndarray:
     return F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False)[0, 0].numpy()
 
 
-def face_crop(grey: np.ndarray, box: Sequence[float]) -> np.ndarray:
-    """fer's crop of ``box`` (x, y, w, h in pixels) from a grey image -> [64,64] float32 in [-1, 1]."""
+def face_crop(image: np.ndarray, box: Sequence[float]) -> np.ndarray:
+    """fer's crop of ``box`` (x, y, w, h in pixels) from an RGB or grey image -> [64,64] float32 in [-1, 1].
+
+    Same result as fer's pad-the-whole-grey-image-then-crop, but only the crop's pixels are converted to grey
+    (the whole 640x480 frame cost 3 ms a frame)."""
     x, y, w, h = (int(round(v)) for v in box)
     if h > w:  # fer.tosquare: grow the shorter side
         x -= (h - w) // 2
@@ -341,12 +344,19 @@ def face_crop(grey: np.ndarray, box: Sequence[float]) -> np.ndarray:
         y -= (w - h) // 2
         h = w
     xo, yo = FER_OFFSETS
-    x1, x2, y1, y2 = x - xo + FER_PADDING, x + w + xo + FER_PADDING, y - yo + FER_PADDING, y + h + yo + FER_PADDING
-    fill = float(grey[-2:].mean())  # fer.pad: the mean of the 2 bottom rows
-    padded = np.pad(grey.astype(np.float32), FER_PADDING, mode="constant", constant_values=fill)
-    crop = padded[max(0, y1):y2, max(0, x1):x2]
-    if crop.size == 0 or min(crop.shape) < 2:
-        raise ValueError(f"face box {tuple(box)} lies outside the {grey.shape[1]}x{grey.shape[0]} image")
+    H, W = image.shape[:2]
+    # the crop in padded-image coordinates (fer clamps only the top-left corner at 0)
+    x1, x2 = max(0, x - xo + FER_PADDING), min(W + 2 * FER_PADDING, x + w + xo + FER_PADDING)
+    y1, y2 = max(0, y - yo + FER_PADDING), min(H + 2 * FER_PADDING, y + h + yo + FER_PADDING)
+    if x2 - x1 < 2 or y2 - y1 < 2:
+        raise ValueError(f"face box {tuple(box)} lies outside the {W}x{H} image")
+    fill = float(to_grey(image[-2:]).mean())  # fer.pad: the mean of the 2 bottom rows of the grey image
+    crop = np.full((y2 - y1, x2 - x1), fill, np.float32)
+    iy1, iy2 = max(y1 - FER_PADDING, 0), min(y2 - FER_PADDING, H)
+    ix1, ix2 = max(x1 - FER_PADDING, 0), min(x2 - FER_PADDING, W)
+    if iy2 > iy1 and ix2 > ix1:
+        crop[iy1 + FER_PADDING - y1:iy2 + FER_PADDING - y1, ix1 + FER_PADDING - x1:ix2 + FER_PADDING - x1] = \
+            to_grey(image[iy1:iy2, ix1:ix2])
     crop = np.rint(_resize_bilinear(crop, FER_INPUT))  # cv2.resize of the uint8 crop returns uint8
     return ((np.clip(crop, 0, 255) / 255.0 - 0.5) * 2.0).astype(np.float32)
 
@@ -578,7 +588,7 @@ class FaceExpert:
                 dy, grow = HAAR_FRAMING
                 cx, cy, side = x + w / 2, y + h / 2 + dy * h, max(w, h) * grow
                 x, y, w, h = cx - side / 2, cy - side / 2, side, side
-            crops.append(face_crop(to_grey(frame), (x, y, w, h)))
+            crops.append(face_crop(frame, (x, y, w, h)))
         with torch.no_grad():
             return self.model(torch.from_numpy(np.stack(crops))[:, None]).numpy().astype(np.float32)
 
