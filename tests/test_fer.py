@@ -272,3 +272,35 @@ def test_face_encoder_with_the_fer_expert():
     assert torch.allclose(out.tokens[0, :4, :7].sum(-1), torch.ones(4), atol=1e-5)
     assert out.tokens[0, :4, 7].tolist() == [1, 1, 1, 1] and out.tokens[0, 4:].abs().sum() == 0
     assert int(out.tokens[0, 0, :7].argmax()) == fer.FER_CLASSES.index("happy")
+
+
+def test_a_model_with_the_fer_face_stream_runs_on_a_real_face():
+    """build_model with face.enabled/source fer (the tiny profile for speed): the smiling astronaut's window
+    gets 16 face tokens, each [FER2013 probabilities with 'happy' on top, 1], in the prompt."""
+    from emotion_ros.model.config import get_profile
+    from emotion_ros.model.emotion_llama import build_model, window_from_arrays
+
+    m = build_model(get_profile("tiny", face__enabled=True, face__source="fer"))
+    frames = np.stack([_photo("astronaut")[::2, ::2]] * 16)
+    w = window_from_arrays(frames=frames, audio=np.zeros(32000, np.float32), transcript="hello")
+    enc = m.encode([w])
+    assert enc.face_tokens.shape == (1, 16, 8) and enc.face_mask.sum() == 16
+    assert (enc.face_tokens[0, :, :7].argmax(-1) == fer.FER_CLASSES.index("happy")).all()
+    p = m.predict([w])[0]
+    assert p.label in m.cfg.labels
+
+
+def test_missing_or_corrupt_detector_file_says_what_to_do(tmp_path, monkeypatch):
+    from emotion_ros.backbones.packages import BLAZEFACE_FULL, NanoWeightsError, locate_npm
+
+    assert locate_npm(BLAZEFACE_FULL, verify=True).is_file()  # bootstrap unpacked the recorded file
+    monkeypatch.setenv("EMOTION_ROS_NPM_DIR", str(tmp_path))
+    with pytest.raises(NanoWeightsError, match=r"@mediapipe/face_detection@0\.4\.1657300184.*bootstrap"):
+        fer.BlazeFaceDetector()
+    bad = tmp_path / BLAZEFACE_FULL.folder / BLAZEFACE_FULL.relpath
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"\0" * BLAZEFACE_FULL.size)  # right size, wrong bytes
+    with pytest.raises(NanoWeightsError, match="not the recorded"):
+        locate_npm(BLAZEFACE_FULL, verify=True)
+    with pytest.raises(fer.FerModelError, match="face_detection_full_range.tflite"):
+        fer.BlazeFaceDetector(bad)
