@@ -130,6 +130,9 @@ def test_port_matches_numpy_forward_on_real_photos(model, expert):
     print(f"max abs diff torch vs numpy over {len(x)} real faces: {diff:.2e}")
     assert diff < 2e-6
     assert np.allclose(ours.sum(1), 1, atol=1e-5)
+    from emotion_ros.model import face_encoder
+
+    assert fer.FER_CLASSES == face_encoder.FER_CLASSES
 
 
 def _fer_crop_reference(grey, box):
