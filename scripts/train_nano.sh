@@ -24,10 +24,21 @@ M="$WORK/data/manifest.jsonl"
 "$PY" -m emotion_ros_training.train --recipe nano --manifest "$M" --stage 2 --out "$WORK/run" --eval-split test --threads 1 --resume
 "$PY" -m emotion_ros_training.plots "$WORK/run/stage1/metrics.jsonl" "$WORK/run/stage2/metrics.jsonl" --out "$WORK/run/loss.png" \
   --title "nano: Stage 1 (perception) then Stage 2 (cognition)"
+# Ship Stage 1+2 only when it keeps Stage 1's held-out label accuracy (issue 16: paper Table 10 ordering);
+# otherwise ship the Stage-1 weights and say so.
+SHIP=$("$PY" - "$WORK/run" <<'PYEOF'
+import json, sys
+run = sys.argv[1]
+acc = {s: json.load(open(f"{run}/{s}/eval.json"))["overall"]["accuracy"] for s in ("stage1", "stage2")}
+pick = "stage2" if acc["stage2"] >= acc["stage1"] else "stage1"
+print(f"held-out accuracy: Stage 1 {acc['stage1']:.4f}, Stage 1+2 {acc['stage2']:.4f} -> shipping {pick}", file=sys.stderr)
+print(pick)
+PYEOF
+)
 # the export swaps the whole directory in atomically: keep the hand-written TRAINING.md across it
 cp models/nano/adapters/TRAINING.md "$WORK/TRAINING.md.keep"
-"$PY" -m emotion_ros_training.export --checkpoint "$WORK/run/stage2/final" --out models/nano/adapters --dtype float16 \
-  --metadata "{\"data_seed\": $SEED, \"num_clips\": $NUM, \"command\": \"scripts/train_nano.sh\"}"
+"$PY" -m emotion_ros_training.export --checkpoint "$WORK/run/$SHIP/final" --out models/nano/adapters --dtype float16 \
+  --metadata "{\"data_seed\": $SEED, \"num_clips\": $NUM, \"stage\": \"$SHIP\", \"command\": \"scripts/train_nano.sh\"}"
 # held-out metrics of exactly the shipped (fp16) weights; --think 6 also scores the reasoning path
 "$PY" -m emotion_ros_training.evaluate --checkpoint models/nano/adapters --manifest "$M" --split test \
   --cache "$WORK/run/feature_cache" --threads 1 --think 6 --out "$WORK/eval_shipped.json"

