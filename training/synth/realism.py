@@ -54,11 +54,13 @@ def render_apex(emotion: str, rng: np.random.Generator, size=(224, 224), n_frame
     return frames[info["apex_frame"]]
 
 
-def run(per_expression: int, seed: int, threads: int = 1, expert=None) -> dict:
+def run(per_expression: int, seed: int, threads: int = 1, expert=None, emotions=MER6_ORDER) -> dict:
     """Per expression: n, detected, agreement (of detected), mean p(rendered), what the expert saw instead."""
     expert, fer_classes = expert if expert is not None else load_expert(threads)
     res = {}
     for e_i, emo in enumerate(MER6_ORDER):
+        if emo not in emotions:
+            continue
         rng = np.random.default_rng([seed, e_i])
         det = agree = 0
         p_true = []
@@ -101,8 +103,17 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=99, help="render seed (not the training data's 2024)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", help="also write the table to this markdown file")
+    ap.add_argument("--tune", action="store_true",
+                    help="random search of face.APEX inside TUNE_BOX (prints the best apex per expression as JSON)")
+    ap.add_argument("--candidates", type=int, default=30, help="--tune: random candidates per expression")
     ns = ap.parse_args(argv)
     t0 = time.time()
+    if ns.tune:
+        import json
+
+        print(json.dumps(tune(ns.per_expression, ns.candidates, ns.seed, ns.threads), indent=1))
+        print(f"({time.time() - t0:.0f} s)", file=sys.stderr)
+        return 0
     res = run(ns.per_expression, ns.seed, ns.threads)
     table = markdown_table(res)
     print(table)
@@ -111,6 +122,68 @@ def main(argv=None) -> int:
         with open(ns.out, "w", encoding="utf-8") as f:
             f.write(table + "\n")
     return 0
+
+
+
+# ---- tuning ---------------------------------------------------------------------------------------------
+# Search boxes per expression: each keeps the FACS direction of face.py's docstring (e.g. happy: lip corners
+# up, cheeks raised; angry: brows lowered and knitted), so tuning moves an expression only within what its
+# action units allow. Neutral's box stays inside face_cues' "rest" thresholds, so a neutral face is still
+# described as relaxed. Order: mouth_curve, mouth_open, mouth_width, brow_angle, brow_raise, eye_open.
+TUNE_BOX = {
+    "neutral": ((-0.15, 0.15), (0.0, 0.08), (0.9, 1.1), (-0.25, 0.25), (-0.25, 0.2), (0.85, 1.2)),
+    "happy": ((0.6, 1.3), (0.05, 0.6), (1.0, 1.45), (-0.15, 0.2), (-0.1, 0.3), (0.45, 0.8)),
+    "sad": ((-1.3, -0.5), (0.0, 0.15), (0.75, 1.1), (0.4, 1.3), (-0.3, 0.2), (0.35, 0.8)),
+    "angry": ((-0.9, -0.1), (0.0, 0.45), (0.7, 1.05), (-1.3, -0.5), (-0.9, -0.2), (0.45, 0.8)),
+    "worried": ((-0.7, -0.2), (0.0, 0.4), (1.08, 1.4), (0.35, 1.1), (0.25, 0.9), (0.85, 1.4)),
+    "surprise": ((-0.1, 0.15), (0.65, 1.3), (0.5, 0.85), (-0.2, 0.2), (0.6, 1.4), (1.25, 1.8)),
+}
+
+
+def _score_apex(expert, fer_classes, emotion: str, apex, n: int, seed: int, e_i: int) -> tuple[float, float, int]:
+    """(mean p(emotion), agreement, detected) of n faces rendered with APEX[emotion] = apex."""
+    old = face_mod.APEX[emotion]
+    face_mod.APEX[emotion] = apex
+    try:
+        rng = np.random.default_rng([seed, e_i, 7])
+        ps, hits, det = [], 0, 0
+        for _ in range(n):
+            fx = expert.predict(render_apex(emotion, rng, n_frames=9))  # 9 frames: cheaper, same apex
+            if fx.probs is None:
+                ps.append(0.0)
+                continue
+            det += 1
+            m = to_mer6(fx.probs, fer_classes)
+            ps.append(m[emotion])
+            hits += max(m, key=m.get) == emotion
+        return float(np.mean(ps)), hits / max(1, det), det
+    finally:
+        face_mod.APEX[emotion] = old
+
+
+def tune(per_candidate: int, candidates: int, seed: int, threads: int = 1, emotions=MER6_ORDER) -> dict:
+    """Random search inside TUNE_BOX per expression (the current APEX is candidate 0); the best by mean
+    p(rendered) on `per_candidate` faces. Returns {emotion: {"apex", "before", "after"}}."""
+    expert, fer_classes = load_expert(threads)
+    out = {}
+    for e_i, emo in enumerate(MER6_ORDER):
+        if emo not in emotions:
+            continue
+        rng = np.random.default_rng([seed, e_i, 11])
+        box = TUNE_BOX[emo]
+        cur = face_mod.APEX[emo]
+        best = (cur, _score_apex(expert, fer_classes, emo, cur, per_candidate, seed, e_i))
+        before = best[1]
+        for _ in range(candidates):
+            vals = [float(rng.uniform(lo, hi)) for lo, hi in box]
+            cand = face_mod.Expression(*vals)
+            sc = _score_apex(expert, fer_classes, emo, cand, per_candidate, seed, e_i)
+            if sc[0] > best[1][0]:
+                best = (cand, sc)
+        out[emo] = {"apex": best[0].to_dict(), "before": before, "after": best[1]}
+        print(f"{emo}: mean p {before[0]:.2f} -> {best[1][0]:.2f}, agreement {before[1]:.2f} -> {best[1][1]:.2f} "
+              f"apex {best[0].to_dict()}", file=sys.stderr, flush=True)
+    return out
 
 
 if __name__ == "__main__":
