@@ -1,6 +1,7 @@
 """Realism check of the rendered faces: does a face-expression model trained on REAL faces read them?
 
-    python -m emotion_ros_training.synth.realism --per-expression 40 --seed 99 [--out training/synth/REALISM.md]
+    python -m emotion_ros_training.synth.realism --per-expression 30 --seed 99 [--apex handset] [--out FILE.md]
+    python -m emotion_ros_training.synth.realism --tune --per-expression 12 --candidates 25 --seed 7
 
 For every MER6 expression, N clips are rendered with the generator's own renderer (face.render_clip, the
 same identity/scene/intensity sampling as generate.py, intensity uniform 0.55..1) and the apex frame of
@@ -106,7 +107,11 @@ def main(argv=None) -> int:
     ap.add_argument("--tune", action="store_true",
                     help="random search of face.APEX inside TUNE_BOX (prints the best apex per expression as JSON)")
     ap.add_argument("--candidates", type=int, default=30, help="--tune: random candidates per expression")
+    ap.add_argument("--apex", choices=("current", "handset"), default="current",
+                    help="render with face.APEX (current, tuned) or face.APEX_HANDSET (the values before the tuning)")
     ns = ap.parse_args(argv)
+    if ns.apex == "handset":
+        face_mod.APEX.update(face_mod.APEX_HANDSET)
     t0 = time.time()
     if ns.tune:
         import json
