@@ -44,7 +44,7 @@ NEUTRAL = Expression()
 # Apex parameters tuned for realism (training/synth/realism.py --tune --per-expression 12 --candidates 25
 # --seed 7: random search inside FACS-direction boxes, best mean p(rendered) of the real-face FER2013 expert).
 # Checked on seed 99 (30 faces per expression; the training data uses seed 2024): agreement of the expert with the
-# rendered expression 24 % -> 38 % overall (REALISM.md has the per-expression table, before and after).
+# rendered expression 24 % -> 39 % overall (REALISM.md has the per-expression table, before and after).
 APEX: dict[str, Expression] = {
     # neutral's eye_open: the tuner's 0.85 raised to 0.9 so the per-clip jitter (sd 0.06) rarely crosses face_cues'
     # AU7 threshold (0.8): 45 of 400 neutral faces were described as "eyes narrowed" at 0.85
