@@ -16,7 +16,9 @@ frozen-encoder features (emotion_ros_training.features), in each clip's native l
 - chance levels: uniform 1/|labels| and the majority-class rate of the evaluated set;
 - optionally (--think N) the reasoning path on N clips: generated <think>..</think><answer>..</answer>,
   share with a well-formed answer, the accuracy of the parsed answers, and the official metric of each set
-  on the free-text answers (the text inside <answer>, the whole generation when the tags are missing).
+  on the free-text answers (the text inside <answer>, the whole generation when the tags are missing),
+  and the cue metrics of training/cues.py (think.cues: facial / vocal cue accuracy, quoted words, instruction
+  copying, distinct-2, answer vs label-path agreement).
 """
 from __future__ import annotations
 
@@ -68,6 +70,7 @@ def think_cached(model, cache, records, max_new_tokens: int = 160, modalities=("
     """Reasoning path (task "think", greedy) per record: generated text and the parsed answer."""
     from tqdm import tqdm
 
+    from emotion_ros.model.prompt import instruction as make_instruction
     from emotion_ros.model.prompt import parse_answer
     from emotion_ros_training.features import keep_modalities
 
@@ -79,7 +82,8 @@ def think_cached(model, cache, records, max_new_tokens: int = 160, modalities=("
         prompt = model.prompts(enc, "think", labels)[0]
         text = "".join(model.llm.generate(prompt, model.reasoning_rules("think", labels, max_new_tokens)))
         out.append({"clip_id": rec.clip_id, "text": text, "answer": parse_answer(text, labels),
-                    "well_formed": "<think>" in text and "</answer>" in text})
+                    "well_formed": "<think>" in text and "</answer>" in text,
+                    "instruction": make_instruction("think", labels)})  # what model.prompt used (instruction=None)
     return out
 
 
@@ -203,8 +207,20 @@ def evaluate_cached(model, cache, records, modalities=("audio", "vision", "text"
                         "answer_accuracy": (sum(g["answer"] == truth[g["clip_id"]] for g in gen) / len(gen)),
                         "per_dataset": per_dataset, "avg": M.average_over_sets(per_dataset),
                         "responses": [{"clip_id": g["clip_id"], "response": a} for g, a in zip(gen, answers)],
+                        "cues": think_cue_metrics(subset, gen, preds[:think]),
                         "samples": gen[:3]}
     return out
+
+
+def think_cue_metrics(records: Sequence, gen: Sequence[dict], preds: Sequence[dict]) -> dict:
+    """training/cues.py's metrics of the generated reasoning: named facial / vocal cues and quoted words vs the
+    clip's recorded cues (meta["cues"]; clips without them count only for the text-level metrics), instruction
+    copying, distinct-2, and the structured answer vs the label path's label of the same clip."""
+    from emotion_ros_training.cues import cue_metrics
+
+    items = [{"text": g["text"], "cues": r.meta.get("cues"), "instruction": g.get("instruction"),
+              "answer": g["answer"], "label_path": p["label"]} for r, g, p in zip(records, gen, preds)]
+    return cue_metrics(items)
 
 
 def load_checkpoint_model(checkpoint: str, device: str = "cpu"):

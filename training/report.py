@@ -144,6 +144,14 @@ def _pct(x) -> str:
     return "—" if x is None else f"{100 * x:.1f}"
 
 
+def _pct_n(x, n) -> str:
+    return "—" if x is None else f"{100 * x:.1f} (n={n})"
+
+
+def _num(x) -> str:
+    return "—" if x is None else f"{x:.2f}"
+
+
 def render_markdown(report: dict) -> str:
     res = report["results"]
     labels = report["labels"]
@@ -184,6 +192,20 @@ def render_markdown(report: dict) -> str:
         lines += [f"| {v} | {t['n']} | {_pct(t['well_formed'])} | {_pct(t['answered'])} | "
                   f"{_pct(t['answer_accuracy'])} |" for v, t in thinking]
         lines.append("")
+        with_cues = [(v, t["cues"]) for v, t in thinking if t.get("cues")]
+        if with_cues:
+            lines += ["Does the reasoning describe the clip? (training/cues.py) Facial / vocal cue accuracy: texts whose "
+                      "named cues all match the clip's recorded cues; words: the transcript quoted; copying: texts "
+                      "with an 8-token span of the instruction; distinct-2 over all texts; agreement: the structured "
+                      "answer equals the label path's label.", "",
+                      "| variant | facial cues | vocal cues | words | instruction copied | distinct-2 | answer = label path |",
+                      "|---|---|---|---|---|---|---|"]
+            lines += [f"| {v} | {_pct_n(c['face_cue_accuracy'], c['face_cue_n'])} | "
+                      f"{_pct_n(c['voice_cue_accuracy'], c['voice_cue_n'])} | {_pct_n(c['words_accuracy'], c['words_n'])} | "
+                      f"{_pct_n(c['instruction_copy_rate'], c['instruction_n'])} | "
+                      f"{_num(c['distinct_2'])} | "
+                      f"{_pct_n(c['answer_label_agreement'], c['agreement_n'])} |" for v, c in with_cues]
+            lines.append("")
     lines += table("Conv-Attention pre-fusion (Table 8 in miniature, Stage 1)",
                    [("without pre-fusion", "no_prefusion"), ("with Conv-Attention", "stage1")])
     lines += table("Input modalities (Table 11 in spirit, Stage 1)",

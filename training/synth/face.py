@@ -301,41 +301,76 @@ def render_clip(emotion: str | None, n_frames: int, rng: np.random.Generator, si
     return frames, info
 
 
-def describe_face(apex: dict) -> str:
-    """A visual expression description of the apex frame, with the action units it shows."""
-    cues = []
+# The facial cues describe_face can name: region -> key -> (action units, canonical phrase). The keys are
+# what the manifest records (meta["cues"]["face"]) and what training/cues.py matches generated text against.
+FACE_CUES: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {
+    "brows": {
+        "lowered": (("AU4",), "the eyebrows are lowered and drawn together (AU4)"),
+        "inner_raised_lifted": (("AU1", "AU2"), "the inner corners of the eyebrows are raised and the brows lifted (AU1+AU2)"),
+        "inner_raised": (("AU1",), "the inner corners of the eyebrows are pulled up (AU1)"),
+        "raised": (("AU1", "AU2"), "the eyebrows are raised high (AU1+AU2)"),
+        "rest": ((), "the eyebrows are relaxed"),
+    },
+    "eyes": {
+        "wide": (("AU5",), "the eyes are wide open (AU5)"),
+        "cheek_raise": (("AU6",), "the eyes narrow as the cheeks rise (AU6)"),
+        "tightened": (("AU7",), "the eyelids are tightened and the eyes narrowed (AU7)"),
+        "rest": ((), "the eyes are open normally"),
+    },
+    "mouth": {
+        "jaw_drop": (("AU26",), "the jaw drops and the mouth opens into an O shape (AU26)"),
+        "open_smile": (("AU12", "AU25"), "the lip corners are pulled up into a broad, open smile (AU12+AU25)"),
+        "smile": (("AU12",), "the lip corners are pulled up into a smile (AU12)"),
+        "slight_smile": (("AU12",), "there is a slight smile (AU12)"),
+        "corners_down": (("AU15",), "the lip corners are pulled down (AU15)"),
+        "stretched": (("AU20",), "the lips are stretched sideways and slightly turned down (AU20)"),
+        "pressed_down": (("AU15",), "the mouth is pressed and slightly turned down (AU15)"),
+        "rest": ((), "the mouth is relaxed"),
+    },
+}
+
+
+def face_cues(apex: dict) -> list[dict]:
+    """The cues of the apex frame, one per region (brows, eyes, mouth): {region, key, aus}."""
     curve, open_, width = apex["mouth_curve"], apex["mouth_open"], apex["mouth_width"]
     angle, raise_, eye = apex["brow_angle"], apex["brow_raise"], apex["eye_open"]
     if angle <= -0.35:
-        cues.append("the eyebrows are lowered and drawn together (AU4)")
+        brows = "lowered"
     elif angle >= 0.3 and raise_ >= 0.25:
-        cues.append("the inner corners of the eyebrows are raised and the brows lifted (AU1+AU2)")
+        brows = "inner_raised_lifted"
     elif angle >= 0.3:
-        cues.append("the inner corners of the eyebrows are pulled up (AU1)")
+        brows = "inner_raised"
     elif raise_ >= 0.55:
-        cues.append("the eyebrows are raised high (AU1+AU2)")
+        brows = "raised"
     else:
-        cues.append("the eyebrows are relaxed")
+        brows = "rest"
     if eye >= 1.25:
-        cues.append("the eyes are wide open (AU5)")
+        eyes = "wide"
     elif eye <= 0.8 and curve >= 0.4:
-        cues.append("the eyes narrow as the cheeks rise (AU6)")
+        eyes = "cheek_raise"
     elif eye <= 0.8:
-        cues.append("the eyelids are tightened and the eyes narrowed (AU7)")
+        eyes = "tightened"
     else:
-        cues.append("the eyes are open normally")
+        eyes = "rest"
     if open_ >= 0.6 and width <= 0.85:
-        cues.append("the jaw drops and the mouth opens into an O shape (AU26)")
+        mouth = "jaw_drop"
     elif curve >= 0.45:
-        cues.append("the lip corners are pulled up into a " + ("broad, open smile (AU12+AU25)" if open_ >= 0.2 else "smile (AU12)"))
+        mouth = "open_smile" if open_ >= 0.2 else "smile"
     elif curve >= 0.2:
-        cues.append("there is a slight smile (AU12)")
+        mouth = "slight_smile"
     elif curve <= -0.45:
-        cues.append("the lip corners are pulled down (AU15)")
+        mouth = "corners_down"
     elif curve <= -0.2 and width >= 1.08:
-        cues.append("the lips are stretched sideways and slightly turned down (AU20)")
+        mouth = "stretched"
     elif curve <= -0.2:
-        cues.append("the mouth is pressed and slightly turned down (AU15)")
+        mouth = "pressed_down"
     else:
-        cues.append("the mouth is relaxed")
+        mouth = "rest"
+    return [{"region": r, "key": k, "aus": list(FACE_CUES[r][k][0])} for r, k in
+            (("brows", brows), ("eyes", eyes), ("mouth", mouth))]
+
+
+def describe_face(apex: dict) -> str:
+    """A visual expression description of the apex frame, with the action units it shows."""
+    cues = [FACE_CUES[c["region"]][c["key"]][1] for c in face_cues(apex)]
     return "In the video, " + cues[0] + ", " + cues[1] + ", and " + cues[2] + "."

@@ -122,3 +122,11 @@ def sentence(emotion: str, rng: np.random.Generator) -> str:
         except KeyError:
             raise KeyError(f"no sentence bank for emotion {emotion!r}; have {TEXT_EMOTIONS}") from None
     return bank[int(rng.integers(len(bank)))]
+
+
+def short_sentence(emotion: str, rng: np.random.Generator, draws: int = 6) -> str:
+    """The shortest (in characters) of `draws` sentences of `emotion`: for slow or pausing voices (sad,
+    worried), whose long sentences did not fit the 2 s window at their own rate (measured on 720 clips: 77 of 91
+    sad and 77 of 82 worried voices had to be re-spoken faster, which turned "slow" into "normal" or "fast")."""
+    cands = [sentence(emotion, rng) for _ in range(draws)]
+    return min(cands, key=len)
