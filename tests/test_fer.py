@@ -307,3 +307,11 @@ def test_missing_or_corrupt_detector_file_says_what_to_do(tmp_path, monkeypatch)
         locate_npm(BLAZEFACE_FULL, verify=True)
     with pytest.raises(fer.FerModelError, match="face_detection_full_range.tflite"):
         fer.BlazeFaceDetector(bad)
+
+
+def test_nano_has_the_face_stream():
+    from emotion_ros.model.config import get_profile
+
+    nano = get_profile("nano")
+    assert nano.face.enabled and nano.face.source == "fer" and nano.face.detect_every == 4
+    assert nano.token_layout()["face"] == nano.vision.num_frames

