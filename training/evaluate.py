@@ -322,6 +322,8 @@ def _main(ns) -> int:
         write_text(ns.out, text)
     summary = {k: res[k] for k in ("overall", "avg", "avg_over", "undefined", "per_kind", "conflict", "chance",
                                    "dropped", "seconds")}
+    if res.get("think"):
+        summary["think"] = {k: res["think"][k] for k in ("n", "well_formed", "answered", "answer_accuracy", "cues")}
     print(json.dumps(summary, indent=1))
     return 0
 

@@ -21,7 +21,9 @@ Two stages, both drawn from the clip's own random generator (so a clip depends o
     a direct-path impulse plus decaying noise; wet/dry 0.15 .. 0.5) — no impulse-response files needed;
   - coloured noise (white / pink / brown) at an SNR drawn from SNR_DB (8 .. 35 dB);
   - telephone band (high-pass 250 .. 400 Hz + low-pass 3.0 .. 3.6 kHz) or a plain low-pass (4 .. 7 kHz);
-  - MP3 round trip through FFmpeg's libmp3lame (PyAV, 32 .. 96 kbit/s), realigned by its measured delay;
+  - MP3 round trip through FFmpeg's libmp3lame (PyAV, 32 .. 96 kbit/s), realigned by its measured delay
+    (audiomentations' own Mp3Compression needs fast-mp3-augment, lameenc or pydub, none of which the
+    project installs; PyAV is already a core dependency);
   - a 16 -> 48 -> 16 kHz resampling chain with a randomly chosen soxr quality (a 48 kHz microphone
     resampled to the model's rate);
   - hard clipping at a random percentile (1 .. 6 %) of the sample magnitudes (an overdriven input).
