@@ -4,5 +4,5 @@ rendered faces with controlled expressions, emotional/neutral subtitles, neutral
 cues every clip renders recorded in its manifest record, and Stage-2 descriptions of those cues.
 
 CLI: python -m emotion_ros_training.synth.generate --out DIR --num N --seed S
-     python -m emotion_ros_training.synth.realism --per-expression 40 --seed 99   (real-face expert check)
+     python -m emotion_ros_training.synth.realism --per-class 24 --seed 2026   (real-face expert check)
 """
