@@ -4,6 +4,7 @@
 # checked by scripts/real_check_build.py, which also lists package / path / licence / our label per file).
 #
 #   bash scripts/make_real_check.sh [OUT]        # default OUT: data/real_check (ignored by git)
+#   bash scripts/make_real_check.sh --sample     # re-makes the shipped samples/real_session (public-domain files)
 #
 # OUT/tuning/   28 LFW face crops (scikit-image), voices of Allison Smith (en) and Carlo Flora (it):
 #               the ONLY part that calibration or any other tuning may look at.
@@ -21,6 +22,8 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+SAMPLE=0
+if [ "${1:-}" = "--sample" ]; then SAMPLE=1; shift; fi
 OUT="${1:-data/real_check}"
 CACHE="${REAL_CHECK_CACHE:-$HOME/.cache/emotion_ros/real_check}"
 PY="${PY:-.venv/bin/python}"
@@ -60,5 +63,12 @@ deb asterisk-core-sounds-it-wav 1.6.1-1
 deb alsa-utils 1.2.8-1
 
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
-PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PY" scripts/real_check_build.py --cache "$CACHE" --out "$OUT"
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+if [ "$SAMPLE" = 1 ]; then
+  work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+  "$PY" scripts/real_check_build.py --cache "$CACHE" --out "$work" --parts sample --sample-out samples/real_session
+  echo "make_real_check: samples/real_session (see samples/real_session/PROVENANCE.md)"
+  exit 0
+fi
+"$PY" scripts/real_check_build.py --cache "$CACHE" --out "$OUT"
 echo "make_real_check: bags in $OUT/tuning and $OUT/heldout"

@@ -150,6 +150,13 @@ def _clips() -> list[dict]:
         note="the eight channel names read one after another (Noise.wav left out)")
     add("heldout", "voice_jfk", "neutral", voice={"sources": ["jfk"], "label": "neutral", "kind": "oratory"},
         note="'ask not what your country can do for you': solemn oratory; neutral as no other MER6 label fits")
+    # ---- the shipped demo sample (samples/real_session): public-domain files only, held-out persons (so
+    # samples/real_session must stay out of tuning as well); two clips back to back in one bag
+    add("sample", "collins_face", "happy", face={"source": "astronaut", "label": "happy"},
+        note="broad smile, teeth shown")
+    add("sample", "hopper_jfk", "neutral", face={"source": "grace_hopper", "label": "neutral"},
+        voice={"sources": ["jfk"], "label": "neutral", "kind": "oratory"},
+        note="Grace Hopper's portrait with JFK's voice: two different real persons put together for the demo")
     return clips
 
 
@@ -219,7 +226,7 @@ def _voice(cache: Path, sources: list[str]) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------------------- build
-def build(cache: Path, out: Path, parts: list[str]) -> dict:
+def build(cache: Path, out: Path, parts: list[str], sample_out: Path | None = None) -> dict:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from emotion_ros.ingest.media import write_media
     from emotion_ros_training.data.manifest import MER6 as MER6_SPACE
@@ -254,27 +261,62 @@ def build(cache: Path, out: Path, parts: list[str]) -> dict:
             inventory["clips"].append(clip)
         manifest = out / f"{part}.jsonl"
         write_manifest(manifest, records)
-        bags = out / part
-        cmd = [sys.executable, "-m", "emotion_ros", "make-bag", str(bags), "--manifest", str(manifest), "--per-clip",
-               "--fps", str(FPS), "--max-side", "224", "--jpeg", "85", "--overwrite"]
+        bags = sample_out if part == "sample" else out / part
+        cmd = [sys.executable, "-m", "emotion_ros", "make-bag", str(bags), "--manifest", str(manifest),
+               *([] if part == "sample" else ["--per-clip"]), "--fps", str(FPS),
+               "--max-side", "160" if part == "sample" else "224", "--jpeg", "80" if part == "sample" else "85",
+               "--overwrite"]
         print("real_check:", " ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
-        print(f"real_check: {part}: {len(records)} bags in {bags}", flush=True)
-    (out / "inventory.json").write_text(json.dumps(inventory, indent=1) + "\n")
+        if part == "sample":
+            _write_provenance(bags, [c for c in _clips() if c["part"] == "sample"])
+        print(f"real_check: {part}: {len(records)} {'clips in one bag' if part == 'sample' else 'bags'} in {bags}",
+              flush=True)
+    if parts != ["sample"]:
+        (out / "inventory.json").write_text(json.dumps(inventory, indent=1) + "\n")
     return inventory
+
+
+def _write_provenance(bag: Path, clips: list[dict]) -> None:
+    """PROVENANCE.md of the shipped sample: every source file with package, version, path, sha256, licence."""
+    lines = ["# samples/real_session: provenance and licence", "",
+             "Made by `bash scripts/make_real_check.sh --sample` (scripts/real_check_build.py, part `sample`): real",
+             "photographs and a real voice recording taken from registry packages, sha256-checked. Each still photo",
+             f"is a {FPS} Hz camera stream of that frame with a slight jitter (shift <= 2 px, brightness within 2 %,",
+             "noise sigma 1); the voice is the audio stream (16 kHz mono); no transcript (the node's ASR runs).", "",
+             "These persons belong to the HELD-OUT part of the real-data check (docs/real_check/README.md): do not",
+             "use this bag for calibration or any other tuning.", "",
+             "| segment | label (ours) | what | source file | package | version | path in the package | sha256 | licence |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    t = 0.0
+    for c in clips:
+        for kind, part in (("face", c["face"]), ("voice", c["voice"])):
+            if not part:
+                continue
+            for sid in ([part["source"]] if kind == "face" else part["sources"]):
+                src = SOURCES[sid]
+                lines.append(f"| {c['clip_id']} | {c['label']} | {kind}: {src['who']} ({part['label']}"
+                             f"{', ' + part['kind'] if kind == 'voice' else ''}) | {sid} | {src['package']} | "
+                             f"{PACKAGES[src['package']]['version']} | `{src['path']}` | `{src['sha256']}` | {src['licence']} |")
+    lines += ["", "Notes: " + " ".join(f"{c['clip_id']}: {c['note']}." for c in clips if c["note"]), "",
+              "Licence of the bag: every source is in the public domain (NASA; US Navy; a US government recording);",
+              "the bag itself is released under CC0 by this project. nodejs-whisper (MIT) and matplotlib / scikit-image",
+              "(their own licences) are only the packages the files ship in.", ""]
+    (bag / "PROVENANCE.md").write_text("\n".join(lines))
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", type=Path, required=True, help="folder the packages were fetched into")
     ap.add_argument("--out", type=Path, required=True, help="output folder (tuning/, heldout/, inventory.json)")
-    ap.add_argument("--parts", nargs="+", default=["tuning", "heldout"], choices=["tuning", "heldout"])
+    ap.add_argument("--parts", nargs="+", default=["tuning", "heldout"], choices=["tuning", "heldout", "sample"])
+    ap.add_argument("--sample-out", type=Path, default=None, help="bag folder of the sample part (default OUT/sample)")
     ap.add_argument("--print-inventory", action="store_true", help="print the clip list as JSON and exit")
     args = ap.parse_args(argv)
     if args.print_inventory:
         print(json.dumps({"packages": PACKAGES, "sources": SOURCES, "clips": _clips()}, indent=1))
         return 0
-    build(args.cache, args.out, args.parts)
+    build(args.cache, args.out, args.parts, args.sample_out or args.out / "sample")
     return 0
 
 
