@@ -70,8 +70,11 @@ def main(argv=None) -> int:
             w = window_from_arrays(transcript=r.subtitle, start_ns=0, end_ns=2_000_000_000)
             p = model.predict([w], labels, task="emotion", instruction=instr)[0]
             preds.append({"clip_id": r.clip_id, "truth": r.label, "label": p.label, "probs": p.probs})
-            if (i + 1) % 50 == 0:
-                print(f"{i + 1}/{len(test)} {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+            if (i + 1) % 50 == 0:  # running figures, so a run stopped early still tells something
+                yp = [q["label"] for q in preds]
+                print(f"{i + 1}/{len(test)} {time.time() - t0:.0f} s; weighted F1 so far "
+                      f"{M.weighted_f1(y[:i + 1], yp, labels):.4f} (majority {M.weighted_f1(y[:i + 1], [majority] * (i + 1), labels):.4f})",
+                      file=sys.stderr, flush=True)
     yp = [p["label"] for p in preds]
     out.update({"seconds": time.time() - t0, "weighted_f1": M.weighted_f1(y, yp, labels),
                 "macro_f1": M.macro_f1(y, yp, labels), "accuracy": M.accuracy(y, yp),
