@@ -34,6 +34,9 @@ def main(argv=None) -> int:
     ap.add_argument("--llm-precision", default="mixed", help="as the node: mixed (bf16 prompt passes) | float32")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", help="write predictions + metrics JSON here")
+    ap.add_argument("--tfidf-reference", action="store_true",
+                    help="instead of the LLM: a TF-IDF (1-2 grams) + logistic regression fitted on the train split "
+                         "(scikit-learn; a reference for what the real train split teaches, no LLM)")
     args = ap.parse_args(argv)
 
     import torch
@@ -59,6 +62,24 @@ def main(argv=None) -> int:
            "majority_weighted_f1_split": M.weighted_f1(y_full, [majority] * len(y_full), labels),
            "majority_weighted_f1": M.weighted_f1(y, [majority] * len(y), labels),
            "checkpoint": args.checkpoint, "instruction": args.instruction, "llm_precision": args.llm_precision}
+    if args.tfidf_reference:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import make_pipeline
+
+        tr = [r for r in records if r.split == "train"]
+        clf = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
+                            LogisticRegression(max_iter=2000, C=4.0))
+        t0 = time.time()
+        clf.fit([r.subtitle for r in tr], [r.label for r in tr])
+        yp = list(clf.predict([r.subtitle for r in test]))
+        out.update({"model": "tfidf-logreg (train split)", "seconds": time.time() - t0,
+                    "weighted_f1": M.weighted_f1(y, yp, labels), "macro_f1": M.macro_f1(y, yp, labels),
+                    "accuracy": M.accuracy(y, yp), "predicted_distribution": dict(Counter(yp))})
+        print(json.dumps({k: v for k, v in out.items() if k != "label_distribution"}, indent=1))
+        if args.out:
+            Path(args.out).write_text(json.dumps(out, indent=1) + "\n")
+        return 0
     overrides = {"trainable_path": args.checkpoint} if args.checkpoint else {}
     model = build_model(get_profile("nano", **overrides)).eval()
     if args.llm_precision != "float32":
