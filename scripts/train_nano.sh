@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the shipped nano adapters (models/nano/adapters): synthetic data -> feature cache ->
-# Stage 1 (perception) -> Stage 2 (cognition) -> held-out evaluation -> fp16 export.
+# Stage 1 (perception) -> Stage 2 (cognition) -> fp16 export -> held-out evaluation -> calibration.
 # This is the exact command sequence that produced the shipped weights (see models/nano/adapters/TRAINING.md).
 #
 #   scripts/train_nano.sh [WORK_DIR]        # default WORK_DIR=/tmp/nano_train
@@ -42,5 +42,10 @@ cp models/nano/adapters/TRAINING.md "$WORK/TRAINING.md.keep"
 # held-out metrics of exactly the shipped (fp16) weights; --think 6 also scores the reasoning path
 "$PY" -m emotion_ros_training.evaluate --checkpoint models/nano/adapters --manifest "$M" --split test \
   --cache "$WORK/run/feature_cache" --threads 1 --think 6 --out "$WORK/eval_shipped.json"
+# Calibration (emotion_ros/model/calibration.py) fitted on held-out synthetic clips (half A of the test split)
+# and the TUNING part of the real-data check; ECE reported on half B and on the HELD-OUT real part.
+bash scripts/make_real_check.sh data/real_check
+"$PY" -m emotion_ros_training.calibrate --checkpoint models/nano/adapters --manifest "$M" --cache "$WORK/run/feature_cache" \
+  --real-bags data/real_check/tuning/* --report-bags data/real_check/heldout/* --threads 1 --out "$WORK/calibration_report.json"
 cp "$WORK/run/loss.png" models/nano/adapters/loss.png
 cp "$WORK/TRAINING.md.keep" models/nano/adapters/TRAINING.md
