@@ -185,7 +185,7 @@ def window_rows(states: Sequence[StateRecord], segments: Sequence[tuple[int, int
         rows.append({
             "window": int(st.window_index), "start_s": round((st.start_ns - t0_ns) / NS, 3),
             "end_s": round((st.end_ns - t0_ns) / NS, 3), "start_ns": int(st.start_ns), "end_ns": int(st.end_ns),
-            "label": st.label, "confidence": float(st.confidence),
+            "label": st.label, "confidence": float(st.confidence), "unsure": st.unsure_reason,
             "scores": {lab: float(sc) for lab, sc in zip(st.labels, st.scores)},
             "modalities": "+".join(modality_names(int(st.modalities))) or "none",
             "transcript": st.transcript, "latency_ms": float(st.latency_ms), "annotated": truth,

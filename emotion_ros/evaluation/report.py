@@ -24,7 +24,7 @@ from emotion_ros.io import write_text
 
 MAX_TIMELINES = 12
 MAX_WINDOW_ROWS = 400
-WINDOW_COLUMNS = ("bag", "window", "start_s", "end_s", "label", "confidence", "modalities", "latency_ms",
+WINDOW_COLUMNS = ("bag", "window", "start_s", "end_s", "label", "confidence", "unsure", "modalities", "latency_ms",
                   "annotated", "correct", "transcript", "start_ns", "end_ns")
 
 
