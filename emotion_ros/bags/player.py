@@ -108,6 +108,8 @@ class BagPlayer:
         self._stop = threading.Event()
         self._cond = threading.Condition()
         self._state_ends: list[int] = []
+        self._span: tuple[int, int] | None = None  # header stamps published so far: (first, newest)
+        self._margin_ns = int((self.config.windowing.window_s + self.config.windowing.hop_s) * NS)
         self.stats = PlayStats()
 
     # ---------------------------------------------------------------- ROS plumbing
@@ -204,10 +206,16 @@ class BagPlayer:
 
     def _on_state(self, msg) -> None:
         rec = state_from_msg(msg, time.time_ns())
+        span = self._span
         with self._cond:
-            self.stats.states.append(rec)
-            self._state_ends.append(rec.end_ns)
-            self._cond.notify_all()
+            # A late state of a bag played before this one (the node was still busy with it) is not a state
+            # of this bag: counting it let flow control think this bag's windows were done and publish the
+            # next bag unpaced (the demo got 3 of 21 states of its second bag). The node can only have cut
+            # windows inside the sensor time published so far (header stamps, not the bag's log times).
+            if span is not None and span[0] - self._margin_ns <= rec.end_ns <= span[1] + self._margin_ns:
+                self.stats.states.append(rec)
+                self._state_ends.append(rec.end_ns)
+                self._cond.notify_all()
         if self.on_state is not None:
             self.on_state(rec)
 
@@ -333,6 +341,8 @@ class BagPlayer:
                     next_end += hop_ns
                     anchor_wall = None  # waiting broke the real-time schedule: re-anchor
             latest_sensor = sensor if latest_sensor is None else max(latest_sensor, sensor)
+            with self._cond:
+                self._span = (sensor, latest_sensor) if self._span is None else (self._span[0], latest_sensor)
             if cfg.rate > 0:
                 if anchor_wall is None:
                     anchor_wall, anchor_bag = time.monotonic(), m.timestamp_ns
