@@ -70,38 +70,39 @@ AU_REGION = {"AU1": "brows", "AU2": "brows", "AU4": "brows", "AU5": "eyes", "AU6
              "AU12": "mouth", "AU15": "mouth", "AU20": "mouth", "AU25": "mouth", "AU26": "mouth"}
 
 # vocal: phrase -> (dimension, coarse value)
-VOICE_VOCAB: dict[str, tuple[str, str]] = {}
-for _p in ("high-pitched", "high pitch", "raised pitch", "pitch is high", "pitch is very high", "pitch climbs",
-           "very high pitch", "higher pitch"):
-    VOICE_VOCAB[_p] = ("pitch", "high")
-for _p in ("low-pitched", "low pitch", "lowered pitch", "pitch is low", "deep voice", "lower pitch"):
-    VOICE_VOCAB[_p] = ("pitch", "low")
-for _p in ("ordinary pitch", "normal pitch", "usual pitch", "pitch is ordinary", "pitch is normal"):
-    VOICE_VOCAB[_p] = ("pitch", "ordinary")
-for _p in ("swings widely", "wide swings", "lively", "animated", "expressive", "rises and falls", "leaps up and down"):
-    VOICE_VOCAB[_p] = ("intonation", "lively")
-for _p in ("intonation is even", "intonation stays even", "even intonation", "melody is level", "level intonation",
-           "steady intonation"):
-    VOICE_VOCAB[_p] = ("intonation", "even")
-for _p in ("flat", "monotone", "narrow band", "narrow, strained", "tense and narrow", "narrow and tight",
-           "barely moves", "narrow intonation"):
-    VOICE_VOCAB[_p] = ("intonation", "flat")
-for _p in ("fast", "quickly", "rapid", "hurried"):
-    VOICE_VOCAB[_p] = ("rate", "fast")
-for _p in ("slow", "slowly", "sluggish"):
-    VOICE_VOCAB[_p] = ("rate", "slow")
-for _p in ("pace is normal", "steady pace", "usual pace", "normal pace", "speaking rate is normal", "normal speed",
-           "ordinary pace"):
-    VOICE_VOCAB[_p] = ("rate", "normal")
-for _p in ("loud", "loudly", "forceful", "with force", "volume is raised", "shouted"):
-    VOICE_VOCAB[_p] = ("loudness", "loud")
-for _p in ("quiet", "quietly", "soft", "softly", "volume is low", "subdued", "hushed"):
-    VOICE_VOCAB[_p] = ("loudness", "quiet")
-for _p in ("volume is normal", "moderate volume", "normal volume", "volume is unremarkable", "ordinary loudness",
-           "normal loudness"):
-    VOICE_VOCAB[_p] = ("loudness", "normal")
-for _p in ("pause", "hesitat", "halting"):
-    VOICE_VOCAB[_p] = ("pauses", "yes")
+_VOICE_PHRASES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("pitch", "high"): (
+        "high-pitched", "high pitch", "raised pitch", "pitch is high", "pitch is very high", "pitch climbs",
+        "very high pitch", "higher pitch",
+    ),
+    ("pitch", "low"): ("low-pitched", "low pitch", "lowered pitch", "pitch is low", "deep voice", "lower pitch"),
+    ("pitch", "ordinary"): ("ordinary pitch", "normal pitch", "usual pitch", "pitch is ordinary", "pitch is normal"),
+    ("intonation", "lively"): (
+        "swings widely", "wide swings", "lively", "animated", "expressive", "rises and falls", "leaps up and down",
+    ),
+    ("intonation", "even"): (
+        "intonation is even", "intonation stays even", "even intonation", "melody is level", "level intonation",
+        "steady intonation",
+    ),
+    ("intonation", "flat"): (
+        "flat", "monotone", "narrow band", "narrow, strained", "tense and narrow", "narrow and tight", "barely moves",
+        "narrow intonation",
+    ),
+    ("rate", "fast"): ("fast", "quickly", "rapid", "hurried"),
+    ("rate", "slow"): ("slow", "slowly", "sluggish"),
+    ("rate", "normal"): (
+        "pace is normal", "steady pace", "usual pace", "normal pace", "speaking rate is normal", "normal speed",
+        "ordinary pace",
+    ),
+    ("loudness", "loud"): ("loud", "loudly", "forceful", "with force", "volume is raised", "shouted"),
+    ("loudness", "quiet"): ("quiet", "quietly", "soft", "softly", "volume is low", "subdued", "hushed"),
+    ("loudness", "normal"): (
+        "volume is normal", "moderate volume", "normal volume", "volume is unremarkable", "ordinary loudness",
+        "normal loudness",
+    ),
+    ("pauses", "yes"): ("pause", "hesitat", "halting"),
+}
+VOICE_VOCAB: dict[str, tuple[str, str]] = {p: key for key, ps in _VOICE_PHRASES.items() for p in ps}
 
 VOICE_COARSE = {
     "pitch": {"very high": "high", "high": "high", "ordinary": "ordinary", "low": "low"},

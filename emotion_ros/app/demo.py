@@ -75,7 +75,7 @@ def run_demo(args) -> int:
     rclpy.init()
     node = rclpy.create_node("emotion_demo")
     t0 = [0]
-    shown = {"states": 0, "agree": 0, "annotated": 0}
+    shown = {"states": 0, "agree": 0, "annotated": 0, "unsure": 0}
     current_annotations = []
 
     def on_state(rec) -> None:
@@ -88,7 +88,7 @@ def run_demo(args) -> int:
             shown["agree"] += int(truth == rec.label)
             mark = f"  (annotated: {truth})"
         shown["states"] += 1
-        shown["unsure"] = shown.get("unsure", 0) + bool(rec.unsure_reason)
+        shown["unsure"] += bool(rec.unsure_reason)
         unsure = f"  UNSURE ({rec.unsure_reason})" if rec.unsure_reason else ""
         print(f"  state  #{rec.window_index:<3d} {_ns_to_s(rec.start_ns, t0[0]):5.1f}-{_ns_to_s(rec.end_ns, t0[0]):4.1f} s"
               f"  {rec.label:<9s} {rec.confidence:4.2f}  [{mods}]  {rec.latency_ms:6.0f} ms{text}{mark}{unsure}", flush=True)
@@ -131,7 +131,7 @@ def run_demo(args) -> int:
                 _wait_for_reasoning(node, node_proc, streams)
             print(f"   {stats.summary()}")
         if shown["annotated"]:
-            print(f"\ndemo: {shown['states']} states ({shown.get('unsure', 0)} flagged unsure); {shown['agree']}/"
+            print(f"\ndemo: {shown['states']} states ({shown['unsure']} flagged unsure); {shown['agree']}/"
                   f"{shown['annotated']} annotated windows agree with the annotation")
         print(f"demo: done in {time.monotonic() - t_start:.1f} s", flush=True)
         return 0

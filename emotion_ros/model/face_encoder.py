@@ -104,14 +104,20 @@ class FaceEncoder(nn.Module):
 def expert_distribution(tokens: torch.Tensor, mask: torch.Tensor, labels: Sequence[str]) -> dict[str, float] | None:
     """Mean FER2013 probabilities over the frames with a face, summed onto ``labels`` (None without a face or
     without a known mapping of the label set)."""
-    mapping = LABEL_MAPS.get(tuple(labels))
-    if mapping is None or float(mask.sum()) == 0:
+    if float(mask.sum()) == 0:
         return None
-    mean = (tokens[:, :-1] * mask[:, None]).sum(0) / mask.sum()
+    return onto_labels((tokens[:, :-1] * mask[:, None]).sum(0) / mask.sum(), labels)
+
+
+def onto_labels(probs: Sequence[float], labels: Sequence[str]) -> dict[str, float] | None:
+    """FER2013 probabilities (FER_CLASSES order) summed onto ``labels`` (None without a known mapping)."""
+    mapping = LABEL_MAPS.get(tuple(labels))
+    if mapping is None:
+        return None
     out = {lab: 0.0 for lab in labels}
     for k, cls in enumerate(FER_CLASSES):
         if cls in mapping:
-            out[mapping[cls]] += float(mean[k])
+            out[mapping[cls]] += float(probs[k])
     return out
 
 

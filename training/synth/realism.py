@@ -4,8 +4,8 @@ The face stream of nano (emotion_ros/model/face_encoder.py) feeds the FER2013 ex
 LLM. It only helps on real people if, in training, those probabilities carry the rendered expression: a
 renderer whose faces the expert does not recognise teaches the model to ignore the stream. This script renders
 ``--per-class`` clips per MER6 expression with the generator's own renderer (training/synth/face.py, talking
-mouth off, full intensity), runs :class:`emotion_ros.backbones.fer.FaceExpert` on each clip's apex frame and
-on the frames around it, maps FER2013's classes onto MER6 (face_encoder.LABEL_MAPS: disgust -> angry,
+mouth off, full intensity), runs :class:`emotion_ros.backbones.fer.FaceExpert` on each clip's apex frame
+(the frame of strongest expression), maps FER2013's classes onto MER6 (face_encoder.LABEL_MAPS: disgust -> angry,
 fear -> worried) and reports, per expression, the agreement of the expert's top class with the rendered
 label, the face detection rate and the mean probability of the intended class.
 
@@ -22,11 +22,10 @@ from collections import Counter
 
 import numpy as np
 
-from emotion_ros.model.face_encoder import FER_CLASSES, LABEL_MAPS
+from emotion_ros.model.face_encoder import onto_labels
 from emotion_ros_training.synth.face import APEX, render_clip
 
 MER6 = ("neutral", "happy", "sad", "angry", "worried", "surprise")
-TO_MER6 = LABEL_MAPS[MER6]
 
 
 def measure(per_class: int = 24, seed: int = 99, frames: int = 8, size=(224, 224), expert=None) -> dict:
@@ -50,9 +49,7 @@ def measure(per_class: int = 24, seed: int = 99, frames: int = 8, size=(224, 224
                 top["<no face>"] += 1
                 continue
             det += 1
-            mer = {lab: 0.0 for lab in MER6}
-            for k, cls in enumerate(FER_CLASSES):
-                mer[TO_MER6[cls]] += float(e.probs[k])
+            mer = onto_labels(e.probs, MER6)
             guess = max(mer, key=mer.get)
             top[guess] += 1
             agree += guess == emotion
