@@ -367,8 +367,13 @@ class BagPlayer:
                 next_end += hop_ns
             # Windows past the last stamp come from the node's end-of-input flush (after its
             # sensor_timeout_s of silence): take them while they come, within tail_timeout_s.
-            quiet_s = w.sensor_timeout_s + 0.5
-            deadline = time.monotonic() + cfg.tail_timeout_s + w.sensor_timeout_s
+            # The flush comes sensor_timeout_s after the node's worker went idle, and its window then takes
+            # one more window's latency: on a loaded 2-core CI machine that passed the fixed 0.5 s margin
+            # this used to have (the last state of a replay was missed), so the margin is two of the slowest
+            # window latencies the node reported.
+            slowest_s = max((s.latency_ms for s in self.stats.states), default=0.0) / 1e3
+            quiet_s = w.sensor_timeout_s + max(0.5, 2 * slowest_s)
+            deadline = time.monotonic() + cfg.tail_timeout_s + w.sensor_timeout_s + 2 * slowest_s
             with self._cond:
                 seen = len(self.stats.states)
                 last_new = time.monotonic()

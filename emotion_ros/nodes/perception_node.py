@@ -183,14 +183,25 @@ class EmotionPerceptionNode(LifecycleNode):
     def _subscribe(self, topic: str) -> None:
         """(Re)create one input subscription with the QoS its publishers offer (see the module docstring)."""
         from rclpy.event_handler import SubscriptionEventCallbacks
+        from rclpy.event_handler import UnsupportedEventTypeError
 
         msg_type, callback, base = self._inputs[topic]
         qos = adapted_qos(base, self.get_publishers_info_by_topic(topic))
         old = self._sub_by_topic.pop(topic, None)
         if old is not None:
             self.destroy_subscription(old)
-        events = SubscriptionEventCallbacks(incompatible_qos=lambda event, t=topic: self._on_incompatible_qos(t, event))
-        self._sub_by_topic[topic] = self.create_subscription(msg_type, topic, callback, qos, event_callbacks=events)
+        incompatible = lambda event, t=topic: self._on_incompatible_qos(t, event)  # noqa: E731
+        try:
+            # message_lost: samples the middleware dropped before our callback saw them (a reader history
+            # overflow, a lost fragment of a best-effort sample): counted like any other drop
+            events = SubscriptionEventCallbacks(incompatible_qos=incompatible,
+                                                message_lost=lambda event, t=topic: self._on_message_lost(t, event))
+            sub = self.create_subscription(msg_type, topic, callback, qos, event_callbacks=events)
+        except UnsupportedEventTypeError:  # an rmw without the event: the loss cannot be seen, say so once
+            self.drops.event("message_lost_not_reported_by_rmw")
+            events = SubscriptionEventCallbacks(incompatible_qos=incompatible)
+            sub = self.create_subscription(msg_type, topic, callback, qos, event_callbacks=events)
+        self._sub_by_topic[topic] = sub
         self._sub_qos[topic] = qos
         self._subs = list(self._sub_by_topic.values())
 
@@ -202,6 +213,12 @@ class EmotionPerceptionNode(LifecycleNode):
             f"incompatible QoS on {topic}: a publisher does not offer our {_qos_name(self._sub_qos.get(topic))} "
             f"subscription ({policy}); re-subscribing with the publishers' QoS")
         self._qos_recheck.add(topic)
+
+    def _on_message_lost(self, topic: str, event) -> None:
+        n = int(getattr(event, "total_count_change", 1) or 1)
+        self.drops.drop(f"message_lost.{topic}", n)
+        self.get_logger().warning(f"{topic}: the middleware lost {n} message(s) before the node saw them "
+                                  f"({int(getattr(event, 'total_count', n))} in all)", throttle_duration_sec=5.0)
 
     def _resubscribe_incompatible(self) -> None:
         for topic in list(self._qos_recheck):
@@ -403,6 +420,16 @@ class EmotionPerceptionNode(LifecycleNode):
 
         self._hri = publish
 
+    def log_totals(self) -> None:
+        """One line at exit with what the run accepted, dropped and noted (the last /diagnostics may not
+        reach anyone): the record of a replay that went wrong."""
+        counts = self.drops.snapshot()
+        parts = [f"{family} " + ", ".join(f"{k} {v}" for k, v in sorted(counts[family].items()) if v)
+                 for family in ("accepted", "dropped", "evicted", "events") if any(counts[family].values())]
+        if self.worker is not None:
+            parts.append(f"windows processed {self.worker.processed}, failed {self.worker.failed}")
+        self.get_logger().info("totals: " + ("; ".join(parts) or "no input"))
+
     def _publish_diagnostics(self) -> None:
         elapsed = max(time.monotonic() - self._started, 1e-6)
         status = DiagnosticStatus(name=f"{NODE_NAME}: pipeline", hardware_id="emotion_ros")
@@ -521,6 +548,7 @@ def main(args=None) -> int:
     finally:
         node._closing = True
         try:
+            node.log_totals()
             node._release()  # inputs first, then the worker (its window in flight ends quietly), then outputs
             executor.shutdown(timeout_sec=1)
             node.destroy_node()
