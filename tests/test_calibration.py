@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from emotion_ros.model.calibration import (Calibration, StreamStats, expected_calibration_error, fit_temperature,
-                                           nll, stream_stats, temper)
+from emotion_ros.model.calibration import (Calibration, StreamStats, expected_calibration_error, expert_log_scores,
+                                           fit_pooling, fit_temperature, nll, stream_stats, temper)
 
 
 def test_fit_recovers_the_temperature_that_generated_the_labels():
@@ -49,6 +49,40 @@ def test_unsure_rule():
     assert Calibration.from_json(cal.to_json()) == cal
 
 
+def test_expert_vote_is_a_product_of_experts_by_hand():
+    labels = ["neutral", "happy", "sad"]
+    cal = Calibration(temperature=2.0, expert_weight=1.0, expert_smoothing=0.1)
+    probs = torch.tensor([0.5, 0.2, 0.3])
+    expert = {"neutral": 0.0, "happy": 1.0, "sad": 0.0}
+    out, _ = cal.apply(probs, labels, {}, expert)
+    q = torch.tensor([0.1 / 3, 0.9 + 0.1 / 3, 0.1 / 3])
+    want = probs.double() ** 0.5 * q
+    assert torch.allclose(out.double(), want / want.sum(), atol=1e-6) and labels[int(out.argmax())] == "happy"
+    assert torch.allclose(cal.apply(probs, labels, {}, None)[0], temper(probs, 2.0))  # no face: no vote
+
+
+def test_fit_pooling_recovers_temperature_and_expert_weight():
+    g = torch.Generator().manual_seed(2)
+    n, labels = 6000, ["a", "b", "c", "d"]
+    logits = 2 * torch.randn(n, 4, generator=g)
+    expert = torch.softmax(2 * torch.randn(n, 4, generator=g), -1)
+    experts = [dict(zip(labels, e.tolist())) for e in expert]
+    logq = expert_log_scores(experts, labels, 0.05)
+    truth = torch.multinomial(torch.softmax(logits / 2.0 + 1.5 * logq, -1), 1, generator=g)[:, 0]
+    probs = torch.softmax(logits, -1)
+    half = n // 2  # "near" and "far" parts with the same truth process
+    t, t_far, w = fit_pooling((probs[:half], truth[:half], logq[:half]), (probs[half:], truth[half:], logq[half:]))
+    assert abs(w - 1.5) <= 0.25 and abs(t - 2.0) < 0.3 and abs(t_far - 2.0) < 0.3
+
+
+def test_far_streams_are_left_out_and_only_with_the_rule():
+    stats = {"audio": StreamStats([0.0], [1.0], threshold=4.0), "vision": StreamStats([0.0], [1.0], threshold=4.0)}
+    feats = {"audio": torch.tensor([3.0]), "vision": torch.tensor([1.0]), "face": None}
+    assert Calibration(stats=stats).far_streams(feats) == ["audio"]
+    assert Calibration(stats=stats).streams_to_drop(feats) == []
+    assert Calibration(stats=stats, drop_far_streams=True).streams_to_drop(feats) == ["audio"]
+
+
 def test_stream_stats_threshold_is_the_training_quantile():
     g = torch.Generator().manual_seed(1)
     vecs = [torch.randn(8, generator=g) for _ in range(500)]
@@ -86,3 +120,29 @@ def test_calibration_travels_with_the_checkpoint_and_the_engine_applies_it(tmp_p
     with pytest.raises(CheckpointError, match="calibration.json"):
         read_calibration(ckpt)
     assert math.isfinite(res.confidence)
+
+
+def test_engine_scores_a_window_without_its_far_stream_exactly_as_a_window_without_that_modality(tmp_path):
+    """drop_far_streams: a far audio stream is scored as missing; the result equals the engine's result on
+    the same window with its audio removed, and says what it left out."""
+    import dataclasses
+
+    from emotion_ros.inference.engine import EngineConfig, InferenceEngine
+    from tests.helpers.synthetic import synthetic_sequence, windows_from_windower
+
+    frames, stamps, audio = synthetic_sequence(seconds=2.5, height=48, width=64)
+    w = windows_from_windower(frames, stamps, audio)[0]
+    eng = InferenceEngine.from_config(EngineConfig(profile="tiny", asr="never", llm_precision="float32"))
+    feats = eng.process(w).features
+    far_audio = {"audio": StreamStats([0.0] * len(feats["audio"]), [1e-3] * len(feats["audio"]), threshold=0.0)}
+    eng.calibration = Calibration(stats=far_audio, drop_far_streams=True)
+    res = eng.process(w)
+    assert res.left_out == ["audio"] and res.unsure == "far_from_training_data"
+    eng.calibration = None
+    silent = eng.process(dataclasses.replace(w, audio=None))
+    log = lambda r: torch.log(torch.tensor(r.scores, dtype=torch.float64))  # noqa: E731  (the tiny model saturates)
+    assert res.label == silent.label and torch.allclose(log(res), log(silent), atol=1e-3)
+    eng.calibration = Calibration(stats=far_audio)  # the rule off: flagged, still scored with its audio
+    kept = eng.process(w)
+    assert kept.left_out == [] and kept.unsure == "far_from_training_data"
+    assert (log(kept) - log(silent)).abs().max() > 1e-2

@@ -6,15 +6,18 @@
 Data, and what each part is used for (nothing of the report parts enters a fit):
 - the manifest's train split: the pooled encoder features of each stream -> mean/std and the distance
   threshold (99th percentile) that define "far from the training data";
-- the manifest's test split, halved by clip id: half A fits the temperature, half B is where ECE is
+- the manifest's test split, halved by clip id: half A joins the fit, half B is where ECE and accuracy are
   reported (synthetic, held out from both training and this fit);
-- --real-bags (annotated bags of real people, the TUNING part): windows far from the training data fit the
-  second temperature (ood_temperature), the others join half A;
-- --report-bags (the HELD-OUT real part): ECE and the unsure rates reported, never fitted on.
-The rule for "unsure" (documented in calibration.py): calibrated confidence < --min-confidence, a stream far
-from the training data, or the real-face expert's expression contradicting the label. Writes
-calibration.json into the checkpoint folder (sha256 in its config.json) and the report (ECE before/after per
-part, temperatures, unsure rates).
+- --real-bags (annotated bags of real people, the TUNING part): join the fit;
+- --report-bags (the HELD-OUT real part): ECE, accuracy and the unsure rates reported, never fitted on.
+What is fitted, by minimum NLL over half A + the tuning windows: the temperature (windows whose streams are
+all near the training data), the second temperature (windows with a far stream) and the weight of the
+real-face expert's vote; every window is scored as the engine scores it, without its far streams
+(--keep-far-streams: with them). The rule for "unsure" (documented in calibration.py): calibrated
+confidence < --min-confidence, a stream far from the training data, or the real-face expert's expression
+contradicting the label. Writes calibration.json into the checkpoint folder (sha256 in its config.json) and
+the report (accuracy and ECE before/after per part, temperatures, expert weight, unsure rates, streams
+left out).
 """
 from __future__ import annotations
 
@@ -23,12 +26,14 @@ import hashlib
 import json
 import os
 import sys
+from collections import Counter
+from dataclasses import dataclass
 
 import torch
 
 from emotion_ros.io import write_text
-from emotion_ros.model.calibration import (FILE, Calibration, expected_calibration_error, fit_temperature,
-                                           pooled_features, stream_stats)
+from emotion_ros.model.calibration import (FILE, Calibration, expected_calibration_error, expert_log_scores,
+                                           fit_pooling, pooled_features, stream_stats)
 from emotion_ros_training.threads import torch_threads
 
 
@@ -36,8 +41,22 @@ def _half(clip_id: str) -> str:
     return "A" if hashlib.sha256(clip_id.encode()).digest()[0] % 2 == 0 else "B"
 
 
-def cached_windows(model, cache, records):
-    """(probs [L], truth index, pooled features, expert, labels) per record, from the feature cache."""
+@dataclass
+class Scored:
+    """One held-out window: its label-path scores with every stream (``raw``) and as the engine scores it
+    under the calibration's stream rule (``probs``: without the streams it leaves out), the truth, and what
+    the calibration reads (pooled features, the face expert of what was scored)."""
+
+    raw: torch.Tensor
+    probs: torch.Tensor
+    truth: int
+    features: dict
+    expert: dict | None
+    labels: list
+
+
+def cached_windows(model, cache, records, rule: Calibration) -> list[Scored]:
+    """The Scored windows of ``records`` from the feature cache (``rule``: the streams to leave out)."""
     out = []
     with model.evaluating():
         for rec in records:
@@ -45,14 +64,17 @@ def cached_windows(model, cache, records):
             labels = list(rec.label_space.labels)
             if rec.label not in labels:
                 continue
-            probs = model.llm.score_labels(model.prompts(enc, "emotion", labels)[0], labels)[0].float().cpu()
-            out.append((probs, labels.index(rec.label), pooled_features(enc), model.expert_labels(enc, labels), labels))
+            score = lambda e: model.llm.score_labels(model.prompts(e, "emotion", labels)[0], labels)[0].float().cpu()  # noqa: E731
+            feats = pooled_features(enc)
+            kept = enc.without(rule.streams_to_drop(feats))
+            out.append(Scored(score(enc), score(kept), labels.index(rec.label), feats,
+                              model.expert_labels(kept, labels), labels))
     return out
 
 
-def bag_windows(engine, config, bags):
-    """(probs, truth index, pooled features, expert, labels) per annotated window of real bags, through the
-    node's own windowing and engine (calibration off)."""
+def bag_windows(engine, config, bags, rule: Calibration) -> list[Scored]:
+    """The Scored windows of annotated real bags, through the node's own windowing and engine: once with
+    calibration off (raw), once with only ``rule``'s stream rule (T = 1, no expert vote)."""
     from emotion_ros.bags import annotations as A
     from emotion_ros.bags.bag_io import BagReader
     from emotion_ros.bags.offline import OfflineRunner
@@ -65,8 +87,11 @@ def bag_windows(engine, config, bags):
             return getattr(engine, name)
 
         def process(self, window):
+            engine.calibration = None
+            raw = engine.process(window)  # fills the transcript (ASR) for the second pass too
+            engine.calibration = rule
             res = engine.process(window)
-            results.append(res)
+            results.append((raw, res))
             return res
 
     out = []
@@ -79,38 +104,44 @@ def bag_windows(engine, config, bags):
             raise SystemExit(f"{bag}: no annotations next to the bag")
         with BagReader(bag) as reader:
             segments = A.load(found).resolve(reader.start_ns, reader.end_ns)
-        by_index = {r.window.index: r for r in results}
+        by_index = {r.window.index: (raw, r) for raw, r in results}
         for st, seg in match_windows(segments, states):
-            res = by_index[st.window_index]
+            raw, res = by_index[st.window_index]
             if seg.label in res.labels:
-                out.append((torch.tensor(res.scores), res.labels.index(seg.label), res.features, res.expert,
-                            res.labels))
+                out.append(Scored(torch.tensor(raw.scores), torch.tensor(res.scores), res.labels.index(seg.label),
+                                  res.features, res.expert, list(res.labels)))
+    engine.calibration = None
     return out
 
 
-def _stack(items):
-    return (torch.stack([p for p, *_ in items]) if items else torch.zeros(0, 1),
-            torch.tensor([t for _, t, *_ in items], dtype=torch.long))
+def _fit_arrays(items: list[Scored], smoothing: float):
+    if not items:
+        return torch.zeros(0, 1), torch.zeros(0, dtype=torch.long), torch.zeros(0, 1)
+    return (torch.stack([w.probs for w in items]), torch.tensor([w.truth for w in items], dtype=torch.long),
+            torch.cat([expert_log_scores([w.expert], w.labels, smoothing) for w in items]))
 
 
-def _ece_report(items, cal: Calibration) -> dict:
+def _ece_report(items: list[Scored], cal: Calibration) -> dict:
     if not items:
         return {"windows": 0}
-    before, truth = _stack(items)
+    before = torch.stack([w.raw for w in items])
+    truth = torch.tensor([w.truth for w in items], dtype=torch.long)
     after, unsure = [], 0
-    for probs, _t, feats, expert, labels in items:
-        p, why = cal.apply(probs, labels, feats, expert)
+    for w in items:
+        p, why = cal.apply(w.probs, w.labels, w.features, w.expert)
         after.append(p)
         unsure += bool(why)
     after = torch.stack(after)
-    return {"windows": len(items), "accuracy": float((before.argmax(-1) == truth).double().mean()),
+    acc = lambda p: float((p.argmax(-1) == truth).double().mean())  # noqa: E731
+    return {"windows": len(items), "accuracy_before": acc(before), "accuracy_after": acc(after),
             "ece_before": expected_calibration_error(before, truth), "ece_after": expected_calibration_error(after, truth),
             "mean_confidence_before": float(before.max(-1).values.mean()),
-            "mean_confidence_after": float(after.max(-1).values.mean()), "unsure_share": unsure / len(items)}
+            "mean_confidence_after": float(after.max(-1).values.mean()), "unsure_share": unsure / len(items),
+            "left_out": dict(Counter(n for w in items for n in cal.streams_to_drop(w.features)))}
 
 
 def fit(model, cache, records, engine=None, config=None, real_bags=(), report_bags=(), min_confidence=0.5,
-        conflict_expert_min=0.7, min_stream_clips=20) -> tuple[Calibration, dict]:
+        conflict_expert_min=0.7, min_stream_clips=20, drop_far_streams=True) -> tuple[Calibration, dict]:
     """The Calibration of ``model`` and its report (module docstring); a stream needs ``min_stream_clips``
     training clips for its feature statistics."""
     train = [r for r in records if r.split == "train"]
@@ -121,22 +152,25 @@ def fit(model, cache, records, engine=None, config=None, real_bags=(), report_ba
         vecs = [f[name] for f in feats if f.get(name) is not None]
         if len(vecs) >= min_stream_clips:
             stats[name] = stream_stats(vecs)
-    cal = Calibration(stats=stats, min_confidence=min_confidence, conflict_expert_min=conflict_expert_min)
-    half_a = cached_windows(model, cache, [r for r in test if _half(r.clip_id) == "A"])
-    half_b = cached_windows(model, cache, [r for r in test if _half(r.clip_id) == "B"])
-    real = bag_windows(engine, config, real_bags) if real_bags else []
-    is_far = [any(d > stats[n].threshold for n, d in cal.distances(w[2]).items()) for w in real]
-    far = [w for w, f in zip(real, is_far) if f]
-    near = [w for w, f in zip(real, is_far) if not f]
-    cal.temperature = fit_temperature(*_stack(half_a + near))
-    cal.ood_temperature = fit_temperature(*_stack(far)) if len(far) >= 5 else max(cal.temperature, 1.0)
-    report = {"fit": {"synthetic_half_a": len(half_a), "real_tuning_near": len(near), "real_tuning_far": len(far),
+    cal = Calibration(stats=stats, min_confidence=min_confidence, conflict_expert_min=conflict_expert_min,
+                      drop_far_streams=drop_far_streams)
+    rule = Calibration(stats=stats, drop_far_streams=drop_far_streams)  # the stream rule alone (T 1, no vote)
+    half_a = cached_windows(model, cache, [r for r in test if _half(r.clip_id) == "A"], rule)
+    half_b = cached_windows(model, cache, [r for r in test if _half(r.clip_id) == "B"], rule)
+    real = bag_windows(engine, config, real_bags, rule) if real_bags else []
+    fitted = half_a + real
+    far = [w for w in fitted if cal.far_streams(w.features)]
+    near = [w for w in fitted if not cal.far_streams(w.features)]
+    cal.temperature, cal.ood_temperature, cal.expert_weight = fit_pooling(
+        _fit_arrays(near, cal.expert_smoothing), _fit_arrays(far, cal.expert_smoothing))
+    report = {"fit": {"synthetic_half_a": len(half_a), "real_tuning": len(real), "near": len(near), "far": len(far),
                       "temperature": cal.temperature, "ood_temperature": cal.ood_temperature,
+                      "expert_weight": cal.expert_weight, "drop_far_streams": drop_far_streams,
                       "streams": {n: {"threshold": s.threshold, "dims": len(s.mean)} for n, s in stats.items()}},
               "synthetic_held_out_half_b": _ece_report(half_b, cal),
               "real_tuning": _ece_report(real, cal)}
     if report_bags:
-        report["real_held_out"] = _ece_report(bag_windows(engine, config, report_bags), cal)
+        report["real_held_out"] = _ece_report(bag_windows(engine, config, report_bags, rule), cal)
     cal.fitted_on = {"synthetic_clips_half_a": len(half_a), "real_tuning_windows": len(real),
                      "ece_synthetic_held_out": report["synthetic_held_out_half_b"],
                      **({"ece_real_held_out": report["real_held_out"]} if report_bags else {})}
@@ -155,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--min-confidence", type=float, default=0.5, help="calibrated confidence below this = unsure")
     ap.add_argument("--conflict-expert-min", type=float, default=0.7,
                     help="face expert probability at which a contradicting label is unsure")
+    ap.add_argument("--keep-far-streams", action="store_true",
+                    help="score windows with their far streams (default: leave them out, as calibration.py says)")
     ap.add_argument("--profile", default=None, help="profile for the bag runs (default: the checkpoint's)")
     ap.add_argument("--out", help="write the report JSON here")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
@@ -183,7 +219,7 @@ def main(argv=None) -> int:
                                            calibrate=False, llm_precision="float32", reasoning_every=0)
             engine = InferenceEngine(model, config.engine)
         cal, report = fit(model, cache, records, engine, config, ns.real_bags, ns.report_bags, ns.min_confidence,
-                          ns.conflict_expert_min)
+                          ns.conflict_expert_min, drop_far_streams=not ns.keep_far_streams)
     attach_file(ns.checkpoint, FILE, cal.to_json().encode())
     text = json.dumps(report, indent=1)
     if ns.out:

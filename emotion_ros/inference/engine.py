@@ -37,6 +37,7 @@ class EmotionResult:
     arousal: float = math.nan
     unsure: str = ""  # why the node is unsure of this label ('' = it is not): emotion_ros.model.calibration
     features: dict = field(default_factory=dict)  # pooled encoder features per stream (calibration's distance)
+    left_out: list = field(default_factory=list)  # streams scored as missing: far from the training data
     expert: dict | None = None  # the real-face expert's expression distribution over the labels, if any
 
 
@@ -163,7 +164,10 @@ class InferenceEngine:
 
     # -- label path -----------------------------------------------------------------------------------
     def process(self, window: Window) -> EmotionResult:
-        """(optional ASR) + encoders + fusion/adapter + the label set scored (model.llm.score_labels)."""
+        """(optional ASR) + encoders + fusion/adapter + the label set scored (model.llm.score_labels) +
+        calibration (its far streams left out before the fusion)."""
+        from emotion_ros.model.calibration import pooled_features
+
         t0 = time.perf_counter()
         stage_ms: dict[str, float] = {}
         self.transcribe_if_needed(window, stage_ms)
@@ -173,6 +177,10 @@ class InferenceEngine:
             with self._lock:
                 model = self.model
                 enc = model.encode([window], stage_ms)
+                features, left_out = pooled_features(enc), []
+                if self.calibration is not None:  # a stream far from the training data does not vote
+                    left_out = self.calibration.streams_to_drop(features)
+                    enc = enc.without(left_out)
                 t = time.perf_counter()
                 streams = model.streams(enc)
                 stage_ms["fusion_adapter"] = (time.perf_counter() - t) * 1e3
@@ -185,9 +193,7 @@ class InferenceEngine:
         finally:
             with self._waiting_lock:
                 self._label_waiting -= 1
-        from emotion_ros.model.calibration import pooled_features
-
-        features, expert, unsure = pooled_features(enc), model.expert_labels(enc, self.labels), ""
+        expert, unsure = model.expert_labels(enc, self.labels), ""
         if self.calibration is not None:
             probs, unsure = self.calibration.apply(probs, self.labels, features, expert)
         pred = model.prediction(probs, self.labels)
@@ -196,7 +202,7 @@ class InferenceEngine:
                              confidence=pred.confidence, modalities=window.modalities,
                              transcript=window.transcript or "", task=self.config.task, model_id=self.model_id,
                              latency_ms=(time.perf_counter() - t0) * 1e3, stage_ms=stage_ms, unsure=unsure,
-                             features=features, expert=expert)
+                             features=features, expert=expert, left_out=left_out)
 
     @staticmethod
     def _window_key(window: Window):

@@ -73,6 +73,20 @@ class EncodedBatch:
         return EncodedBatch.from_tensors({k: v[idx.to(v.device)] for k, v in self.tensors().items()},
                                          [self.transcripts[i] for i in idx.tolist()])
 
+    STREAM_TENSORS = {"audio": ("audio_tokens", "audio_mask"),
+                      "vision": ("global_patches", "global_cls", "global_mask", "temporal_tokens", "temporal_mask"),
+                      "face": ("face_tokens", "face_mask")}
+
+    def without(self, streams: Sequence[str]) -> "EncodedBatch":
+        """A copy in which ``streams`` (audio / vision / face) are missing: their tensors zeroed, exactly what
+        the encoders return for a window without that modality (zero tokens, zero mask)."""
+        tensors = dict(self.tensors())
+        for name in streams:
+            for key in self.STREAM_TENSORS[name]:
+                if key in tensors:
+                    tensors[key] = torch.zeros_like(tensors[key])
+        return EncodedBatch.from_tensors(tensors, self.transcripts)
+
     @classmethod
     def cat(cls, batches: Sequence["EncodedBatch"]) -> "EncodedBatch":
         names = batches[0].tensors().keys()

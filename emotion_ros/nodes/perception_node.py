@@ -359,6 +359,8 @@ class EmotionPerceptionNode(LifecycleNode):
         msg.unsure_reason = result.unsure
         if result.unsure:
             self.drops.event(f"unsure_{result.unsure}")
+        for stream in result.left_out:  # scored without it: far from the training data (model/calibration.py)
+            self.drops.event(f"left_out_{stream}")
         msg.labels = list(result.labels)
         msg.scores = [float(s) for s in result.scores]
         msg.valence = float(result.valence)
