@@ -10,9 +10,9 @@ Data, and what each part is used for (nothing of the report parts enters a fit):
   reported (synthetic, held out from both training and this fit);
 - --real-bags (annotated bags of real people, the TUNING part): join the fit;
 - --report-bags (the HELD-OUT real part): ECE, accuracy and the unsure rates reported, never fitted on.
-What is fitted, by minimum NLL over half A + the tuning windows: the temperature (windows whose streams are
-all near the training data), the second temperature (windows with a far stream) and the weight of the
-real-face expert's vote; every window is scored as the engine scores it, without its far streams
+What is fitted, by minimum NLL over half A + the tuning windows: a temperature and the weight of the
+real-face expert's vote on the windows whose streams are all near the training data, a second pair on the
+windows with a far stream; every window is scored as the engine scores it, without its far streams
 (--keep-far-streams: with them). The rule for "unsure" (documented in calibration.py): calibrated
 confidence < --min-confidence, a stream far from the training data, or the real-face expert's expression
 contradicting the label. Writes calibration.json into the checkpoint folder (sha256 in its config.json) and
@@ -161,11 +161,14 @@ def fit(model, cache, records, engine=None, config=None, real_bags=(), report_ba
     fitted = half_a + real
     far = [w for w in fitted if cal.far_streams(w.features)]
     near = [w for w in fitted if not cal.far_streams(w.features)]
-    cal.temperature, cal.ood_temperature, cal.expert_weight = fit_pooling(
-        _fit_arrays(near, cal.expert_smoothing), _fit_arrays(far, cal.expert_smoothing))
+    cal.temperature, cal.expert_weight = fit_pooling(*_fit_arrays(near, cal.expert_smoothing))
+    cal.ood_temperature, cal.ood_expert_weight = fit_pooling(*_fit_arrays(far, cal.expert_smoothing))
+    if len(far) < 5:  # nothing to fit the far windows on: at least as cautious as the near ones
+        cal.ood_temperature, cal.ood_expert_weight = max(cal.temperature, 1.0), cal.expert_weight
     report = {"fit": {"synthetic_half_a": len(half_a), "real_tuning": len(real), "near": len(near), "far": len(far),
                       "temperature": cal.temperature, "ood_temperature": cal.ood_temperature,
-                      "expert_weight": cal.expert_weight, "drop_far_streams": drop_far_streams,
+                      "expert_weight": cal.expert_weight, "ood_expert_weight": cal.ood_expert_weight,
+                      "drop_far_streams": drop_far_streams,
                       "streams": {n: {"threshold": s.threshold, "dims": len(s.mean)} for n, s in stats.items()}},
               "synthetic_held_out_half_b": _ece_report(half_b, cal),
               "real_tuning": _ece_report(real, cal)}

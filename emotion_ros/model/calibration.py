@@ -15,12 +15,14 @@ what it says and decides when the node says it is unsure:
   "worried"/"sad"; without them TUNING went from 38/96 to 58/96 windows right, docs/real_check);
 - temperature scaling (Guo et al. 2017): p_i ∝ p_i^(1/T), T fitted by minimum NLL on held-out windows; a
   second temperature ``ood_temperature`` applies to windows with a far stream (fitted on held-out windows
-  that have one), so a real voice does not get the synthetic clips' confidence;
+  that have one), so a real voice does not get the synthetic clips' confidence; each part's temperature and
+  expert weight are fitted together (``fit_pooling``);
 - the real-face expert as a second opinion (log-linear pooling, a product of experts): log p += w · log q,
   q = the FER2013 expert's expression distribution mapped onto the label set, smoothed by ``expert_smoothing``
-  towards uniform; ``expert_weight`` w fitted with the temperatures (0 = off). The fused model was trained
-  on rendered faces that the expert reads only partly, so it learned to ignore the face stream; the expert
-  itself was trained on real faces;
+  towards uniform; w fitted with the temperature, ``expert_weight`` on the windows near the training data,
+  ``ood_expert_weight`` on those with a far stream (0 = off). The fused model was trained on rendered faces
+  that the expert reads only partly, so it learned to ignore the face stream; the expert itself was trained
+  on real faces;
 - unsure (EmotionState.unsure + unsure_reason, counted on /diagnostics) when a present stream is far from
   the training data ("far_from_training_data"), when the calibrated confidence is below ``min_confidence``
   ("low_confidence"), or when the real-face expert's expression strongly contradicts the label
@@ -60,6 +62,7 @@ class Calibration:
     conflict_expert_min: float = 1.1  # > 1: off
     drop_far_streams: bool = False  # score windows without their far streams (see streams_to_drop)
     expert_weight: float = 0.0  # w of log p += w log q (the real-face expert's vote; 0 = off)
+    ood_expert_weight: float = 0.0  # the same for windows with a far stream (fitted on those)
     expert_smoothing: float = 0.05  # q = (1 - s) q + s / L: one confident expert frame never vetoes a label
     fitted_on: dict = field(default_factory=dict)  # what the fit used and its figures (ECE before/after ...)
 
@@ -92,8 +95,9 @@ class Calibration:
         expert's distribution of what was scored (None without a face)."""
         far = self.far_streams(features)
         logits = torch.log(probs.double().clamp_min(1e-300)) / (self.ood_temperature if far else self.temperature)
-        if expert and self.expert_weight > 0:
-            logits = logits + self.expert_weight * expert_log_scores([expert], labels, self.expert_smoothing)[0]
+        weight = self.ood_expert_weight if far else self.expert_weight
+        if expert and weight > 0:
+            logits = logits + weight * expert_log_scores([expert], labels, self.expert_smoothing)[0]
         probs = torch.softmax(logits, 0).to(probs.dtype)
         best = int(torch.argmax(probs))
         if far:
@@ -186,25 +190,20 @@ def expert_log_scores(experts: Sequence[dict | None], labels: Sequence[str], smo
     return out
 
 
-def fit_pooling(near: tuple, far: tuple, weights: Sequence[float] = tuple(x / 10 for x in range(0, 31))):
-    """(temperature, ood_temperature, expert_weight) minimising the NLL summed over ``near`` and ``far``
-    windows, each given as (probs [N, L], truth [N], expert log-scores [N, L]): a grid over the weight, the
-    two temperatures fitted by ``fit_temperature`` at each (a part with fewer than 5 windows keeps T = 1)."""
+def fit_pooling(probs: torch.Tensor, truth: torch.Tensor, logq: torch.Tensor,
+                weights: Sequence[float] = tuple(x / 10 for x in range(0, 31))) -> tuple[float, float]:
+    """(temperature, expert weight) minimising the NLL of one part of the held-out windows (probs [N, L],
+    truth [N], the expert's log-scores [N, L]): a grid over the weight, the temperature fitted by
+    ``fit_temperature`` at each. Fewer than 5 windows: (1.0, 0.0)."""
+    if len(truth) < 5:
+        return 1.0, 0.0
     best = None
     for w in weights:
-        total, temps = 0.0, []
-        for probs, truth, logq in (near, far):
-            if len(truth) < 5:
-                temps.append(None)
-                continue
-            t = fit_temperature(probs, truth, offset=w * logq)
-            temps.append(t)
-            total += nll(probs, truth, t, w * logq) * len(truth)
-        if best is None or total < best[0] - 1e-9:
-            best = (total, temps, w)
-    _, (t_near, t_far), w = best
-    t_near = t_near if t_near is not None else 1.0
-    return t_near, (t_far if t_far is not None else max(t_near, 1.0)), w
+        t = fit_temperature(probs, truth, offset=w * logq)
+        loss = nll(probs, truth, t, w * logq)
+        if best is None or loss < best[0] - 1e-12:
+            best = (loss, t, w)
+    return best[1], best[2]
 
 
 def expected_calibration_error(probs: torch.Tensor, truth: torch.Tensor, bins: int = 15) -> float:
