@@ -13,6 +13,7 @@ TRAINING_CLIS = [
     "emotion_ros_training.export",
     "emotion_ros_training.synth.generate",
     "emotion_ros_training.data.adapters",
+    "emotion_ros_training.data.mix",
     "emotion_ros_training.calibrate",
 ]
 

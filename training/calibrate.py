@@ -33,7 +33,7 @@ import torch
 
 from emotion_ros.io import write_text
 from emotion_ros.model.calibration import (FILE, Calibration, expected_calibration_error, expert_log_scores,
-                                           fit_pooling, pooled_features, stream_stats)
+                                           fit_pooling, nll, pooled_features, stream_stats)
 from emotion_ros_training.threads import torch_threads
 
 
@@ -135,6 +135,7 @@ def _ece_report(items: list[Scored], cal: Calibration) -> dict:
     acc = lambda p: float((p.argmax(-1) == truth).double().mean())  # noqa: E731
     return {"windows": len(items), "accuracy_before": acc(before), "accuracy_after": acc(after),
             "ece_before": expected_calibration_error(before, truth), "ece_after": expected_calibration_error(after, truth),
+            "nll_before": nll(before, truth, 1.0), "nll_after": nll(after, truth, 1.0),
             "mean_confidence_before": float(before.max(-1).values.mean()),
             "mean_confidence_after": float(after.max(-1).values.mean()), "unsure_share": unsure / len(items),
             "left_out": dict(Counter(n for w in items for n in cal.streams_to_drop(w.features)))}

@@ -31,12 +31,16 @@ def pick(records, split: str | None, n: int | None):
     return chosen
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m emotion_ros_training.data.mix", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True, help="the mixed manifest (media paths written relative to it)")
     ap.add_argument("base", help="manifest taken whole")
     ap.add_argument("extra", nargs="*", help="path[:split[:n]] of each further source")
-    ns = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None) -> int:
+    ns = build_parser().parse_args(argv)
     records = read_manifest(ns.base)
     for spec in ns.extra:
         path, split, n = parse_source(spec)
