@@ -273,3 +273,22 @@ def test_every_label_of_every_label_set_maps_to_an_expression_constant():
     v, a = valence_arousal(["happy", "sad"], [0.9, 0.1])
     assert 0 < v <= 1 and -1 <= a <= 1
     assert valence_arousal(["happy"], [1.0], valence=-0.25, arousal=0.5) == (-0.25, 0.5)
+
+
+@pytest.mark.ros
+def test_record_inputs_records_the_configured_topics(tmp_path):
+    """`record --inputs` takes the node's configured input topics (launch/perceive.yaml + --param), not the
+    default names; a type whose package is not importable is named, not silently left out."""
+    from tests.helpers.ros import python_process
+
+    proc = python_process("-m", "emotion_ros", "record", str(tmp_path / "rec"), "--inputs", "--duration", "1",
+                          "--param", "compressed_image_topic:=/image_raw/compressed", "--param", "image_topic:=''")
+    out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0, out
+    line = next(x for x in out.splitlines() if x.startswith("recording "))
+    assert "'/image_raw/compressed'" in line and "'/camera/image_raw/compressed'" not in line, line
+    assert "'/camera/image_raw'" not in line and "'/emotion/state'" in line and "'/audio'" in line, line
+    try:
+        import audio_common_msgs  # noqa: F401
+    except ImportError:
+        assert "/audio_stamped (audio_common_msgs/msg/AudioDataStamped) not recorded" in out

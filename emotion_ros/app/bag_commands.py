@@ -142,20 +142,34 @@ def cmd_record(args) -> int:
     from rclpy.executors import SingleThreadedExecutor
 
     from emotion_ros.bags.recorder import BagRecorder
-    from emotion_ros.bags.typestore import DEFAULT_TOPICS, INPUT_TOPICS, OUTPUT_TOPICS
+    from emotion_ros.bags import typestore as T
 
-    topics = list(args.topics or OUTPUT_TOPICS)
+    # the node's configured topics and their types (--params-file / --param, default launch/perceive.yaml),
+    # not the default names: a robot whose camera is on /image_raw/compressed records that topic
+    c = _perception_config(args).topics
+    roles = {c.state_topic: T.EMOTION_STATE, c.reasoning_topic: T.EMOTION_REASONING}
     if args.inputs:
-        topics += [t for t in INPUT_TOPICS if t not in topics]
+        roles.update({c.image_topic: T.IMAGE, c.compressed_image_topic: T.COMPRESSED_IMAGE, c.audio_topic: T.AUDIO_CHUNK,
+                      c.audio_stamped_topic: T.AUDIO_DATA_STAMPED, c.audio_info_topic: T.AUDIO_INFO,
+                      c.transcript_topic: T.TRANSCRIPT if c.transcript_type == "transcript" else T.STRING})
+    roles.pop("", None)  # a topic switched off
+    for topic, msgtype in list(roles.items()):
+        try:
+            T.ros_message_class(msgtype)
+        except ImportError:  # e.g. audio_common_msgs not installed: the node does not subscribe to it either
+            print(f"record: {topic} ({msgtype}) not recorded: the message package is not importable", file=sys.stderr)
+            del roles[topic]
+    topics = list(args.topics or [t for t in roles if t in (c.state_topic, c.reasoning_topic)])
+    topics += [t for t in roles if t not in topics and args.inputs]
     _init_ros()
     node = rclpy.create_node("emotion_ros_record")
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    recorder = BagRecorder(node, args.out, {t: DEFAULT_TOPICS.get(t) for t in topics}, storage=args.storage,
+    recorder = BagRecorder(node, args.out, {t: roles.get(t, T.DEFAULT_TOPICS.get(t)) for t in topics}, storage=args.storage,
                            stamp=args.stamp)
     started = False
     try:
-        if any(DEFAULT_TOPICS.get(t) is None for t in topics):  # let discovery find the unknown types
+        if any(roles.get(t, T.DEFAULT_TOPICS.get(t)) is None for t in topics):  # let discovery find the unknown types
             end = time.monotonic() + 3
             while time.monotonic() < end:
                 executor.spin_once(timeout_sec=0.1)
@@ -290,8 +304,11 @@ def add_replay_commands(subparsers) -> None:
 
     p = subparsers.add_parser("record", help="record the node's outputs (and optionally inputs) to a bag")
     p.add_argument("out", help="bag folder to create")
-    p.add_argument("--topics", nargs="+", help="topics (default: /emotion/state /emotion/reasoning)")
-    p.add_argument("--inputs", action="store_true", help="also record camera, audio and transcript")
+    p.add_argument("--topics", nargs="+", help="topics (default: the node's state and reasoning topics)")
+    p.add_argument("--inputs", action="store_true",
+                   help="also record the node's input topics (camera, compressed camera, audio, audio_stamped, "
+                        "audio_info, transcript: the configured names, '' = off)")
+    _add_config_arguments(p)
     p.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="rosbag2 storage format (default mcap)")
     p.add_argument("--stamp", choices=["receive", "header"], default="receive",
                    help="bag time of each message: receive = wall clock at arrival (as ros2 bag record); header = "
