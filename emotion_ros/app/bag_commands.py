@@ -161,15 +161,16 @@ def cmd_record(args) -> int:
             del roles[topic]
     topics = list(args.topics or [t for t in roles if t in (c.state_topic, c.reasoning_topic)])
     topics += [t for t in roles if t not in topics and args.inputs]
+    types = {t: roles.get(t, T.DEFAULT_TOPICS.get(t)) for t in topics}  # None: found by discovery
     _init_ros()
     node = rclpy.create_node("emotion_ros_record")
     executor = SingleThreadedExecutor()
     executor.add_node(node)
-    recorder = BagRecorder(node, args.out, {t: roles.get(t, T.DEFAULT_TOPICS.get(t)) for t in topics}, storage=args.storage,
+    recorder = BagRecorder(node, args.out, types, storage=args.storage,
                            stamp=args.stamp)
     started = False
     try:
-        if any(roles.get(t, T.DEFAULT_TOPICS.get(t)) is None for t in topics):  # let discovery find the unknown types
+        if None in types.values():  # let discovery find the unknown types
             end = time.monotonic() + 3
             while time.monotonic() < end:
                 executor.spin_once(timeout_sec=0.1)
