@@ -146,3 +146,33 @@ def test_engine_scores_a_window_without_its_far_stream_exactly_as_a_window_witho
     kept = eng.process(w)
     assert kept.left_out == [] and kept.unsure == "far_from_training_data"
     assert (log(kept) - log(silent)).abs().max() > 1e-2
+
+
+def test_nothing_to_go_on_gets_the_training_label_shares():
+    """Every present stream left out and no words: the prior (label shares of the training records), flagged
+    no_evidence, whatever the label path said; one near stream or any words and the rule is off."""
+    from types import SimpleNamespace
+
+    from emotion_ros.model.calibration import label_prior
+
+    labels = ["neutral", "happy", "sad"]
+    space = SimpleNamespace(labels=labels)
+    train = [SimpleNamespace(label=lab, label_space=space) for lab in ["neutral"] * 5 + ["happy"] * 2]
+    other = SimpleNamespace(labels=["positive", "negative"])
+    prior = label_prior(train + [SimpleNamespace(label="positive", label_space=other)])
+    assert prior["neutral,happy,sad"] == pytest.approx({"neutral": 6 / 10, "happy": 3 / 10, "sad": 1 / 10})
+    assert prior["positive,negative"] == pytest.approx({"positive": 2 / 3, "negative": 1 / 3})
+    stats = {"audio": StreamStats([0.0, 0.0], [1.0, 1.0], threshold=4.0),
+             "vision": StreamStats([0.0], [1.0], threshold=4.0)}
+    cal = Calibration(stats=stats, drop_far_streams=True, prior=prior, temperature=2.0, ood_temperature=3.0)
+    said = torch.tensor([0.05, 0.9, 0.05])  # the empty prompt's answer: happy
+    far_audio, no_video = {"audio": torch.tensor([5.0, 5.0]), "vision": None}, {"vision": torch.tensor([0.5])}
+    out, why = cal.apply(said, labels, far_audio, None, transcript="  ")
+    assert why == "no_evidence" and out.tolist() == pytest.approx([0.6, 0.3, 0.1])
+    _, why = cal.apply(said, labels, far_audio, None, transcript="I am fine.")
+    assert why == "far_from_training_data"  # words remain: scored on them
+    assert not cal.no_evidence({**far_audio, **no_video}, labels, None)  # a near stream remains
+    assert not cal.no_evidence(far_audio, ["a", "b"], None)  # no prior of that label set
+    off = Calibration(stats=stats, prior=prior)  # far streams kept (drop_far_streams off): they are evidence
+    assert not off.no_evidence(far_audio, labels, None)
+    assert Calibration.from_json(cal.to_json()) == cal

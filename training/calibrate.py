@@ -12,7 +12,8 @@ Data, and what each part is used for (nothing of the report parts enters a fit):
 - --report-bags (the HELD-OUT real part): ECE, accuracy and the unsure rates reported, never fitted on.
 What is fitted, by minimum NLL over half A + the tuning windows: a temperature and the weight of the
 real-face expert's vote on the windows whose streams are all near the training data, a second pair on the
-windows with a far stream; every window is scored as the engine scores it, without its far streams
+windows with a far stream (a window with nothing to go on is not fitted: it gets the prior, the label
+shares of the train split); every window is scored as the engine scores it, without its far streams
 (--keep-far-streams: with them). The rule for "unsure" (documented in calibration.py): calibrated
 confidence < --min-confidence, a stream far from the training data, or the real-face expert's expression
 contradicting the label. Writes calibration.json into the checkpoint folder (sha256 in its config.json) and
@@ -33,7 +34,7 @@ import torch
 
 from emotion_ros.io import write_text
 from emotion_ros.model.calibration import (FILE, Calibration, expected_calibration_error, expert_log_scores,
-                                           fit_pooling, nll, pooled_features, stream_stats)
+                                           fit_pooling, label_prior, nll, pooled_features, stream_stats)
 from emotion_ros_training.threads import torch_threads
 
 
@@ -53,6 +54,7 @@ class Scored:
     features: dict
     expert: dict | None
     labels: list
+    transcript: str | None = None
 
 
 def cached_windows(model, cache, records, rule: Calibration) -> list[Scored]:
@@ -68,7 +70,7 @@ def cached_windows(model, cache, records, rule: Calibration) -> list[Scored]:
             feats = pooled_features(enc)
             kept = enc.without(rule.streams_to_drop(feats))
             out.append(Scored(score(enc), score(kept), labels.index(rec.label), feats,
-                              model.expert_labels(kept, labels), labels))
+                              model.expert_labels(kept, labels), labels, enc.transcripts[0]))
     return out
 
 
@@ -109,7 +111,7 @@ def bag_windows(engine, config, bags, rule: Calibration) -> list[Scored]:
             raw, res = by_index[st.window_index]
             if seg.label in res.labels:
                 out.append(Scored(torch.tensor(raw.scores), torch.tensor(res.scores), res.labels.index(seg.label),
-                                  res.features, res.expert, list(res.labels)))
+                                  res.features, res.expert, list(res.labels), res.transcript))
     engine.calibration = None
     return out
 
@@ -126,11 +128,12 @@ def _ece_report(items: list[Scored], cal: Calibration) -> dict:
         return {"windows": 0}
     before = torch.stack([w.raw for w in items])
     truth = torch.tensor([w.truth for w in items], dtype=torch.long)
-    after, unsure = [], 0
+    after, unsure, nothing = [], 0, 0
     for w in items:
-        p, why = cal.apply(w.probs, w.labels, w.features, w.expert)
+        p, why = cal.apply(w.probs, w.labels, w.features, w.expert, w.transcript)
         after.append(p)
         unsure += bool(why)
+        nothing += why == "no_evidence"
     after = torch.stack(after)
     acc = lambda p: float((p.argmax(-1) == truth).double().mean())  # noqa: E731
     return {"windows": len(items), "accuracy_before": acc(before), "accuracy_after": acc(after),
@@ -138,6 +141,7 @@ def _ece_report(items: list[Scored], cal: Calibration) -> dict:
             "nll_before": nll(before, truth, 1.0), "nll_after": nll(after, truth, 1.0),
             "mean_confidence_before": float(before.max(-1).values.mean()),
             "mean_confidence_after": float(after.max(-1).values.mean()), "unsure_share": unsure / len(items),
+            "no_evidence": nothing,
             "left_out": dict(Counter(n for w in items for n in cal.streams_to_drop(w.features)))}
 
 
@@ -154,12 +158,13 @@ def fit(model, cache, records, engine=None, config=None, real_bags=(), report_ba
         if len(vecs) >= min_stream_clips:
             stats[name] = stream_stats(vecs)
     cal = Calibration(stats=stats, min_confidence=min_confidence, conflict_expert_min=conflict_expert_min,
-                      drop_far_streams=drop_far_streams)
+                      drop_far_streams=drop_far_streams, prior=label_prior(train) if drop_far_streams else {})
     rule = Calibration(stats=stats, drop_far_streams=drop_far_streams)  # the stream rule alone (T 1, no vote)
     half_a = cached_windows(model, cache, [r for r in test if _half(r.clip_id) == "A"], rule)
     half_b = cached_windows(model, cache, [r for r in test if _half(r.clip_id) == "B"], rule)
     real = bag_windows(engine, config, real_bags, rule) if real_bags else []
-    fitted = half_a + real
+    # a window with nothing to go on gets the prior whatever T is: not part of the fit
+    fitted = [w for w in half_a + real if not cal.no_evidence(w.features, w.labels, w.transcript)]
     far = [w for w in fitted if cal.far_streams(w.features)]
     near = [w for w in fitted if not cal.far_streams(w.features)]
     cal.temperature, cal.expert_weight = fit_pooling(*_fit_arrays(near, cal.expert_smoothing))
@@ -169,7 +174,7 @@ def fit(model, cache, records, engine=None, config=None, real_bags=(), report_ba
     report = {"fit": {"synthetic_half_a": len(half_a), "real_tuning": len(real), "near": len(near), "far": len(far),
                       "temperature": cal.temperature, "ood_temperature": cal.ood_temperature,
                       "expert_weight": cal.expert_weight, "ood_expert_weight": cal.ood_expert_weight,
-                      "drop_far_streams": drop_far_streams,
+                      "drop_far_streams": drop_far_streams, "prior": cal.prior,
                       "streams": {n: {"threshold": s.threshold, "dims": len(s.mean)} for n, s in stats.items()}},
               "synthetic_held_out_half_b": _ece_report(half_b, cal),
               "real_tuning": _ece_report(real, cal)}

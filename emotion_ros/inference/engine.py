@@ -195,7 +195,7 @@ class InferenceEngine:
                 self._label_waiting -= 1
         expert, unsure = model.expert_labels(enc, self.labels), ""
         if self.calibration is not None:
-            probs, unsure = self.calibration.apply(probs, self.labels, features, expert)
+            probs, unsure = self.calibration.apply(probs, self.labels, features, expert, window.transcript)
         pred = model.prediction(probs, self.labels)
         scores = list(pred.probs.values())
         return EmotionResult(window=window, label=pred.label, labels=list(self.labels), scores=scores,

@@ -13,9 +13,12 @@ what it says and decides when the node says it is unsure:
   then rests on the streams the model knows (why: on the real-data check's TUNING part the EfficientNet
   view of every real photograph and half of the real voices were far; their votes made calm speech
   "worried"/"sad"; with this rule and the expert vote below, TUNING went from 38/96 to 60/96 windows right,
-  docs/real_check/AFTER.md). Known weakness: when every present stream is far and there are no words, the
-  window is scored from an empty prompt, i.e. the model's prior (neutral for the shipped adapters), flagged
-  unsure;
+  docs/real_check/AFTER.md);
+- nothing to go on: when every present stream is left out and the window has no words, the label path
+  would score an empty prompt, whose answer is whatever the adapters learned for nothing (measured: the
+  shipped adapters say neutral, a run with real tweets said happy on 63 of 96 real TUNING windows). The
+  published distribution is then the training label frequencies of the label set (``prior``, fitted with
+  the rest; neutral is the common class), unsure "no_evidence";
 - temperature scaling (Guo et al. 2017): p_i ∝ p_i^(1/T), T fitted by minimum NLL on held-out windows; a
   second temperature ``ood_temperature`` applies to windows with a far stream (fitted on held-out windows
   that have one), so a real voice does not get the synthetic clips' confidence; each part's temperature and
@@ -26,7 +29,8 @@ what it says and decides when the node says it is unsure:
   ``ood_expert_weight`` on those with a far stream (0 = off). The fused model was trained on rendered faces
   that the expert reads only partly, so it learned to ignore the face stream; the expert itself was trained
   on real faces;
-- unsure (EmotionState.unsure + unsure_reason, counted on /diagnostics) when a present stream is far from
+- unsure (EmotionState.unsure + unsure_reason, counted on /diagnostics) when there is nothing to go on
+  ("no_evidence", above), when a present stream is far from
   the training data ("far_from_training_data"), when the calibrated confidence is below ``min_confidence``
   ("low_confidence"), or when the real-face expert's expression strongly contradicts the label
   ("modality_conflict": expert top probability >= ``conflict_expert_min`` on an expression that maps to
@@ -67,6 +71,9 @@ class Calibration:
     expert_weight: float = 0.0  # w of log p += w log q (the real-face expert's vote; 0 = off)
     ood_expert_weight: float = 0.0  # the same for windows with a far stream (fitted on those)
     expert_smoothing: float = 0.05  # q = (1 - s) q + s / L: one confident expert frame never vetoes a label
+    # label-set key ("neutral,happy,...", see prior_key) -> label -> share of the training clips: what the
+    # engine publishes for a window with nothing to go on (see no_evidence); {} = off
+    prior: dict = field(default_factory=dict)
     fitted_on: dict = field(default_factory=dict)  # what the fit used and its figures (ECE before/after ...)
 
     # -- applying --------------------------------------------------------------------------------------
@@ -91,11 +98,23 @@ class Calibration:
         """The streams the engine scores the window without (the far ones, with ``drop_far_streams``)."""
         return self.far_streams(features) if self.drop_far_streams else []
 
+    def no_evidence(self, features: dict[str, torch.Tensor | None], labels: Sequence[str],
+                    transcript: str | None) -> bool:
+        """True when the window has nothing the model knows to go on (every present stream left out, no
+        words) and a prior of ``labels`` was fitted."""
+        if prior_key(labels) not in self.prior or (transcript or "").strip():
+            return False
+        dropped = set(self.streams_to_drop(features))
+        return all(vec is None or name in dropped for name, vec in features.items())
+
     def apply(self, probs: torch.Tensor, labels: Sequence[str], features: dict[str, torch.Tensor | None],
-              expert: dict[str, float] | None = None) -> tuple[torch.Tensor, str]:
+              expert: dict[str, float] | None = None, transcript: str | None = None) -> tuple[torch.Tensor, str]:
         """(calibrated probabilities, unsure reason or '') of one window. ``probs``: the label path's scores
         of the window as the engine scored it (without ``streams_to_drop(features)``); ``expert``: the face
-        expert's distribution of what was scored (None without a face)."""
+        expert's distribution of what was scored (None without a face); ``transcript``: its words."""
+        if self.no_evidence(features, labels, transcript):
+            prior = self.prior[prior_key(labels)]
+            return torch.tensor([prior.get(lab, 0.0) for lab in labels], dtype=probs.dtype), "no_evidence"
         far = self.far_streams(features)
         logits = torch.log(probs.double().clamp_min(1e-300)) / (self.ood_temperature if far else self.temperature)
         weight = self.ood_expert_weight if far else self.expert_weight
@@ -127,6 +146,24 @@ class Calibration:
         if not (cal.temperature > 0 and cal.ood_temperature > 0):
             raise ValueError(f"{where}: temperatures must be > 0")
         return cal
+
+
+def prior_key(labels: Sequence[str]) -> str:
+    """The key of a label set in ``Calibration.prior``."""
+    return ",".join(labels)
+
+
+def label_prior(records) -> dict[str, dict[str, float]]:
+    """``Calibration.prior`` of training records (anything with ``label`` and ``label_space.labels``): per
+    label set, each label's share of the records (every label of the set present, at least one count each
+    so no label is impossible)."""
+    counts: dict[str, dict[str, int]] = {}
+    for rec in records:
+        labels = list(rec.label_space.labels)
+        if rec.label in labels:
+            c = counts.setdefault(prior_key(labels), dict.fromkeys(labels, 1))
+            c[rec.label] += 1
+    return {key: {lab: n / sum(c.values()) for lab, n in c.items()} for key, c in counts.items()}
 
 
 def temper(probs: torch.Tensor, temperature: float) -> torch.Tensor:
