@@ -210,7 +210,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     ns = build_parser().parse_args(argv)
     from emotion_ros.config import PerceptionConfig
-    from emotion_ros.inference.engine import InferenceEngine
+    from emotion_ros.inference.engine import InferenceEngine, load_transcriber
     from emotion_ros.model.checkpoint import attach_file
     from emotion_ros_training.data.manifest import read_manifest
     from emotion_ros_training.evaluate import load_checkpoint_model, open_cache
@@ -226,7 +226,8 @@ def main(argv=None) -> int:
         if ns.real_bags or ns.report_bags:
             config = PerceptionConfig.load(profile=ns.profile or model.cfg.name, checkpoint=str(ns.checkpoint),
                                            calibrate=False, llm_precision="float32", reasoning_every=0)
-            engine = InferenceEngine(model, config.engine)
+            # the node's engine, its ASR included: a real voice's window is scored on its words as live
+            engine = InferenceEngine(model, config.engine, transcriber=load_transcriber(config.engine))
         cal, report = fit(model, cache, records, engine, config, ns.real_bags, ns.report_bags, ns.min_confidence,
                           ns.conflict_expert_min, drop_far_streams=not ns.keep_far_streams)
     attach_file(ns.checkpoint, FILE, cal.to_json().encode())

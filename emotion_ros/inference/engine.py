@@ -287,12 +287,16 @@ def load_model(config: EngineConfig):
         load_trainable(model, checkpoint)
         calibration = read_calibration(checkpoint)
     model.eval()
-    transcriber = None
+    return model, load_transcriber(config), _model_id(config.profile, checkpoint), calibration
+
+
+def load_transcriber(config: EngineConfig):
+    """The profile's ASR where ``config.asr`` says so (auto: the nano profile has one), else None."""
     if config.asr == "always" or (config.asr == "auto" and config.profile == "nano"):
         from emotion_ros.backbones.asr import Transcriber
 
-        transcriber = Transcriber(language=config.asr_language or None)
-    return model, transcriber, _model_id(config.profile, checkpoint), calibration
+        return Transcriber(language=config.asr_language or None)
+    return None
 
 
 def _model_id(profile: str, checkpoint: str) -> str:
