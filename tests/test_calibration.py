@@ -75,6 +75,22 @@ def test_fit_pooling_recovers_temperature_and_expert_weight():
     assert fit_pooling(probs[:4], truth[:4], logq[:4]) == (1.0, 0.0)  # too few windows to fit
 
 
+def test_fit_pooling_can_be_kept_from_sharpening():
+    """Under-confident scores (truth drawn at T 0.5) fit T ~0.5; with min_temperature 1 the fit stops at 1
+    (what calibrate asks for the windows far from the training data) and the weight stays 0 when the expert
+    is noise."""
+    g = torch.Generator().manual_seed(3)
+    n, labels = 4000, ["a", "b", "c"]
+    logits = torch.randn(n, 3, generator=g)
+    truth = torch.multinomial(torch.softmax(logits / 0.5, -1), 1, generator=g)[:, 0]
+    logq = expert_log_scores([dict(zip(labels, torch.rand(3, generator=g).tolist())) for _ in range(n)], labels, 0.05)
+    probs = torch.softmax(logits, -1)
+    t, _ = fit_pooling(probs, truth, logq, weights=(0.0,))
+    assert abs(t - 0.5) < 0.08
+    t, w = fit_pooling(probs, truth, logq, min_temperature=1.0)
+    assert t == pytest.approx(1.0, abs=1e-3) and w <= 0.2
+
+
 def test_far_streams_are_left_out_and_only_with_the_rule():
     stats = {"audio": StreamStats([0.0], [1.0], threshold=4.0), "vision": StreamStats([0.0], [1.0], threshold=4.0)}
     feats = {"audio": torch.tensor([3.0]), "vision": torch.tensor([1.0]), "face": None}

@@ -176,7 +176,12 @@ def fit(model, cache, records, engine=None, config=None, real_bags=(), report_ba
     # of the face is untrusted (or left out) and the expert, trained on real faces, is the better judge.
     near_weights = tuple(x / 10 for x in range(0, 31)) if near_expert_vote else (0.0,)
     cal.temperature, cal.expert_weight = fit_pooling(*_fit_arrays(near, cal.expert_smoothing), weights=near_weights)
-    cal.ood_temperature, cal.ood_expert_weight = fit_pooling(*_fit_arrays(far, cal.expert_smoothing))
+    # A window with a far stream is never made MORE confident than the model made it (T >= 1). Unbounded,
+    # the fit sharpened them (T 0.35 with the shipped adapters): the real TUNING windows with a stream left
+    # out are mostly neutral and said neutral, so sharpening paid there, while a synthetic clip of half A
+    # with a far vision stream then cost 9.4 nats (was 1.4): the fit learned TUNING's label shares, not caution.
+    cal.ood_temperature, cal.ood_expert_weight = fit_pooling(*_fit_arrays(far, cal.expert_smoothing),
+                                                             min_temperature=1.0)
     if len(far) < 5:  # nothing to fit the far windows on: at least as cautious as the near ones
         cal.ood_temperature, cal.ood_expert_weight = max(cal.temperature, 1.0), cal.expert_weight
     report = {"fit": {"synthetic_half_a": len(half_a), "real_tuning": len(real), "near": len(near), "far": len(far),

@@ -21,7 +21,8 @@ what it says and decides when the node says it is unsure:
   the rest; neutral is the common class), unsure "no_evidence";
 - temperature scaling (Guo et al. 2017): p_i ∝ p_i^(1/T), T fitted by minimum NLL on held-out windows; a
   second temperature ``ood_temperature`` applies to windows with a far stream (fitted on held-out windows
-  that have one), so a real voice does not get the synthetic clips' confidence; each part's temperature and
+  that have one, never below 1: such a window is not made more confident than the model made it), so a
+  real voice does not get the synthetic clips' confidence; each part's temperature and
   expert weight are fitted together (``fit_pooling``);
 - the real-face expert as a second opinion (log-linear pooling, a product of experts): log p += w · log q,
   q = the FER2013 expert's expression distribution mapped onto the label set, smoothed by ``expert_smoothing``
@@ -232,15 +233,16 @@ def expert_log_scores(experts: Sequence[dict | None], labels: Sequence[str], smo
 
 
 def fit_pooling(probs: torch.Tensor, truth: torch.Tensor, logq: torch.Tensor,
-                weights: Sequence[float] = tuple(x / 10 for x in range(0, 31))) -> tuple[float, float]:
+                weights: Sequence[float] = tuple(x / 10 for x in range(0, 31)),
+                min_temperature: float = 0.05) -> tuple[float, float]:
     """(temperature, expert weight) minimising the NLL of one part of the held-out windows (probs [N, L],
     truth [N], the expert's log-scores [N, L]): a grid over the weight, the temperature fitted by
-    ``fit_temperature`` at each. Fewer than 5 windows: (1.0, 0.0)."""
+    ``fit_temperature`` (at least ``min_temperature``) at each. Fewer than 5 windows: (1.0, 0.0)."""
     if len(truth) < 5:
         return 1.0, 0.0
     best = None
     for w in weights:
-        t = fit_temperature(probs, truth, offset=w * logq)
+        t = fit_temperature(probs, truth, lo=min_temperature, offset=w * logq)
         loss = nll(probs, truth, t, w * logq)
         if best is None or loss < best[0] - 1e-12:
             best = (loss, t, w)
