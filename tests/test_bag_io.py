@@ -145,6 +145,22 @@ def test_make_bag_onto_an_existing_folder_names_overwrite(tmp_path, capsys):
         main(["make-bag", "--manifest", str(tmp_path / "missing.jsonl"), str(tmp_path / "other")])
 
 
+def test_make_bag_t0_moves_the_clock_and_the_annotations(tmp_path):
+    """Bags replayed one after another need increasing starts: --t0 sets the first stamp (bag time, header
+    stamps and the annotations' origin alike)."""
+    import json
+
+    from emotion_ros.app.bag_commands import main
+
+    out = tmp_path / "later"
+    assert main(["make-bag", "--synthetic", "happy:1", str(out), "--t0", "1700000100.5"]) == 0
+    with BagReader(out) as bag:
+        assert bag.start_ns == 1_700_000_100_500_000_000
+        stamps = [m.header_stamp_ns() for m in bag.messages() if m.header_stamp_ns() is not None]
+    assert min(stamps) == 1_700_000_100_500_000_000
+    assert json.loads((out / "annotations.json").read_text())["t0_ns"] == 1_700_000_100_500_000_000
+
+
 @pytest.mark.ros
 def test_rclpy_decodes_what_rosbags_wrote(sample_bag):
     from rclpy.serialization import deserialize_message, serialize_message

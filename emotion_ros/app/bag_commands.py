@@ -256,15 +256,17 @@ def cmd_make_bag(args) -> int:
 
 
 def _make_bag(args) -> int:
-    from emotion_ros.bags.clips import BagTopics, make_bag_from_clips, make_bags_per_clip, write_synthetic_bag
+    from emotion_ros.bags.clips import (DEFAULT_T0_NS, NS, BagTopics, make_bag_from_clips, make_bags_per_clip,
+                                        write_synthetic_bag)
 
+    t0_ns = DEFAULT_T0_NS if args.t0 is None else int(args.t0) * NS + round((args.t0 % 1) * NS)
     if args.synthetic:
         segments = []
         for part in args.synthetic.split(","):
             label, _, dur = part.partition(":")
             segments.append((label.strip(), float(dur or 2.0)))
         ann = write_synthetic_bag(args.out, segments, fps=args.fps, dataset=args.dataset, storage=args.storage,
-                                  overwrite=args.overwrite)
+                                  overwrite=args.overwrite, t0_ns=t0_ns)
         print(f"wrote {args.out} ({len(ann.segments)} segments)")
         return 0
     if not args.manifest:
@@ -273,7 +275,7 @@ def _make_bag(args) -> int:
 
     records = [r for r in read_manifest(args.manifest) if not args.split or r.split == args.split]
     records = records[: args.limit] if args.limit else records
-    kwargs = dict(max_fps=args.fps, max_side=args.max_side, storage=args.storage, overwrite=args.overwrite,
+    kwargs = dict(t0_ns=t0_ns, max_fps=args.fps, max_side=args.max_side, storage=args.storage, overwrite=args.overwrite,
                   topics=BagTopics(jpeg_quality=args.jpeg), transcripts=args.transcripts)
     if args.per_clip:
         paths = make_bags_per_clip(records, args.out, **kwargs)
@@ -366,6 +368,11 @@ def add_replay_commands(subparsers) -> None:
                    help="subtitles as emotion_ros/Transcript spanning each clip (default) or as std_msgs/String "
                         "at the clip start (for a live node left at transcript_type:=string)")
     p.add_argument("--storage", choices=["mcap", "sqlite3"], default="mcap", help="rosbag2 storage format (default mcap)")
+    p.add_argument("--t0", type=float, default=None, metavar="SECONDS",
+                   help="the bag's first stamp, seconds since the epoch (default 1700000000, the same for every "
+                        "generated bag: reproducible). Bags replayed one after another to one node need starts "
+                        "that increase: else the node sees sensor time jump back and late states of the first "
+                        "bag fall inside the second one's time span")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (else make-bag refuses)")
     p.set_defaults(func=cmd_make_bag)
 
