@@ -275,6 +275,8 @@ def test_report_tiny(synth, tmp_path, monkeypatch):
     assert set(rep["results"]) == {"stage1", "stage2", "no_prefusion", "text_only"}
     # the reasoning path is scored for the variant trained with reasoning data only
     assert rep["results"]["stage2"]["metrics"]["think"]["n"] == 1
+    nll = rep["results"]["stage2"]["metrics"]["think"]["target_nll"]  # the tiny clips all have descriptions
+    assert nll is not None and 0 < nll < 50
     assert "think" not in rep["results"]["stage1"]["metrics"]
     assert rep["chance"]["uniform"] == pytest.approx(1 / 6)
     assert rep["results"]["text_only"]["modalities"] == ["text"]
