@@ -170,6 +170,20 @@ def test_camera_with_sensor_data_qos_gives_states_with_vision(tmp_path):
             return "events/qos_incompatible" in values and values.get("qos//audio", "").startswith("best_effort")
 
         spin_until(ros, adapted, 20, executor)
+        # a publisher of another type on an input topic (another participant: one participant cannot have
+        # two types on one topic): DDS never matches it, the node names it
+        from std_msgs.msg import String
+
+        other = rclpy.context.Context()
+        rclpy.init(context=other)
+        try:
+            wrong = rclpy.create_node("wrong_type", context=other)
+            wrong_pub = wrong.create_publisher(String, "/audio", 10)  # noqa: F841 (kept alive while we wait)
+            spin_until(ros, lambda: "events/type_mismatch./audio" in {
+                kv.key for d in diags for st in d.status for kv in st.values}, 20, executor)
+            spin_until(ros, lambda: False, 1.5, executor)  # a few more checks: still counted once
+        finally:
+            rclpy.shutdown(context=other)
     finally:
         log = _stop(node)
         rclpy.shutdown(context=context)
@@ -182,3 +196,5 @@ def test_camera_with_sensor_data_qos_gives_states_with_vision(tmp_path):
     assert int(values.get("events/qos_incompatible./audio", 0)) >= 1, values
     assert values.get("qos//audio", "").startswith("best_effort"), values  # re-subscribed with the new QoS
     assert "incompatible QoS on /audio" in log, log
+    assert int(values.get("events/type_mismatch./audio", 0)) == 1, values  # once per publisher, not per check
+    assert "/audio: publisher /wrong_type sends std_msgs/msg/String, the node reads emotion_ros/msg/AudioChunk" in log, log

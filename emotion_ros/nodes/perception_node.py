@@ -19,7 +19,10 @@ and durability of the publishers found on its topic (as `ros2 bag record` does: 
 only when every publisher offers it), so a camera driver publishing with the sensor-data QoS (BEST_EFFORT)
 is received; a publisher that appears later with an incompatible QoS raises an incompatible-QoS event,
 which is logged, counted on /diagnostics (events/qos_incompatible) and answered by re-subscribing with a
-profile that matches it. Ctrl-C / SIGTERM: the node stops its inputs and worker and exits 0 without
+profile that matches it. A publisher on an input topic with another message type (a bag's
+emotion_ros/Transcript on a topic the node reads as std_msgs/String) is never matched by the middleware, so
+none of its messages arrive; the node looks for such publishers every 0.5 s and logs and counts each one
+(events/type_mismatch, events/type_mismatch.<topic>) instead of losing that input unseen. Ctrl-C / SIGTERM: the node stops its inputs and worker and exits 0 without
 tracebacks.
 """
 from __future__ import annotations
@@ -86,6 +89,7 @@ class EmotionPerceptionNode(LifecycleNode):
         self._sub_by_topic: dict[str, object] = {}
         self._sub_qos: dict[str, QoSProfile] = {}  # topic -> the QoS its subscription uses now
         self._qos_recheck: set[str] = set()    # topics whose incompatible-QoS event asks for a re-subscription
+        self._mismatch_seen: set[tuple] = set()  # (topic, publisher gid) already reported as another type
         self._qos_timer = None
         self._closing = False                  # shutting down: late worker errors are not failures
         self._diagnostics = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -173,7 +177,7 @@ class EmotionPerceptionNode(LifecycleNode):
         self._subs = list(self._sub_by_topic.values())
         self.worker.start()
         self._idle_timer = self.create_timer(0.1, self._flush_when_inputs_stop)
-        self._qos_timer = self.create_timer(0.5, self._resubscribe_incompatible)
+        self._qos_timer = self.create_timer(0.5, self._check_inputs)
         self._state = "active"
         self.get_logger().info("active: listening on " + ", ".join(
             f"{t} ({_qos_name(q)})" for t, q in self._sub_qos.items()))
@@ -219,6 +223,28 @@ class EmotionPerceptionNode(LifecycleNode):
         self.drops.drop(f"message_lost.{topic}", n)
         self.get_logger().warning(f"{topic}: the middleware lost {n} message(s) before the node saw them "
                                   f"({int(getattr(event, 'total_count', n))} in all)", throttle_duration_sec=5.0)
+
+    def _check_inputs(self) -> None:
+        self._report_type_mismatches()
+        self._resubscribe_incompatible()
+
+    def _report_type_mismatches(self) -> None:
+        """Publishers on an input topic with another message type than the subscription's: the middleware
+        never matches them, so without this their messages would be lost without a trace."""
+        for topic, (msg_type, _, _) in list(self._inputs.items()):
+            ours = ros_type_name(msg_type)
+            for info in self.get_publishers_info_by_topic(topic):
+                key = (topic, bytes(info.endpoint_gid))
+                if info.topic_type == ours or key in self._mismatch_seen:
+                    continue
+                self._mismatch_seen.add(key)
+                self.drops.event("type_mismatch")
+                self.drops.event(f"type_mismatch.{topic}")
+                hint = (" (set transcript_type to match it)" if topic == self.config.topics.transcript_topic
+                        else "")
+                self.get_logger().warning(
+                    f"{topic}: publisher {info.node_namespace.rstrip('/')}/{info.node_name} sends {info.topic_type}, "
+                    f"the node reads {ours}: none of its messages can arrive{hint}")
 
     def _resubscribe_incompatible(self) -> None:
         for topic in list(self._qos_recheck):
@@ -518,6 +544,11 @@ def adapted_qos(base: QoSProfile, publishers) -> QoSProfile:
             any(p.durability != QoSDurabilityPolicy.TRANSIENT_LOCAL for p in pubs):
         qos.durability = QoSDurabilityPolicy.VOLATILE
     return qos
+
+
+def ros_type_name(msg_type) -> str:
+    """'pkg/msg/Name' of a generated rclpy message class (the form the ROS graph reports)."""
+    return f"{msg_type.__module__.split('.')[0]}/msg/{msg_type.__name__}"
 
 
 def _qos_name(qos) -> str:
