@@ -12,13 +12,13 @@ Data, and what each part is used for (nothing of the report parts enters a fit):
 - --report-bags (the HELD-OUT real part): ECE, accuracy and the unsure rates reported, never fitted on.
 What is fitted, by minimum NLL over half A + the tuning windows: a temperature on the windows whose streams
 are all near the training data (with --near-expert-vote also the real-face expert's weight there), a
-temperature and the expert's weight on the windows with a far stream (a window with nothing to go on is not fitted: it gets the prior, the label
-shares of the train split); every window is scored as the engine scores it, without its far streams
-(--keep-far-streams: with them). The rule for "unsure" (documented in calibration.py): calibrated
-confidence < --min-confidence, a stream far from the training data, or the real-face expert's expression
-contradicting the label. Writes calibration.json into the checkpoint folder (sha256 in its config.json) and
-the report (accuracy and ECE before/after per part, temperatures, expert weight, unsure rates, streams
-left out).
+temperature (>= 1) and the expert's weight on the windows with a far stream (a window with nothing to go on
+is not fitted: it gets the prior, the label shares of the train split); every window is scored as the
+engine scores it, without its far streams (--keep-far-streams: with them). The rule for "unsure"
+(documented in calibration.py): calibrated confidence < --min-confidence, a stream far from the training
+data, or the real-face expert's expression contradicting the label. Writes calibration.json into the
+checkpoint folder (sha256 in its config.json) and the report (accuracy and ECE before/after per part,
+temperatures, expert weight, unsure rates, streams left out).
 """
 from __future__ import annotations
 
@@ -33,8 +33,9 @@ from dataclasses import dataclass
 import torch
 
 from emotion_ros.io import write_text
-from emotion_ros.model.calibration import (FILE, Calibration, expected_calibration_error, expert_log_scores,
-                                           fit_pooling, label_prior, nll, pooled_features, stream_stats)
+from emotion_ros.model.calibration import (EXPERT_WEIGHTS, FILE, Calibration, expected_calibration_error,
+                                           expert_log_scores, fit_pooling, label_prior, nll, pooled_features,
+                                           stream_stats)
 from emotion_ros_training.threads import torch_threads
 
 
@@ -174,7 +175,7 @@ def fit(model, cache, records, engine=None, config=None, real_bags=(), report_ba
     # the shipped adapters with the vote fitted there (w 0.7): synthetic half B 72.9 -> 64.3 %, NLL 1.06 ->
     # 1.21, i.e. worse than no calibration. Far windows keep the fitted vote: there the model's own reading
     # of the face is untrusted (or left out) and the expert, trained on real faces, is the better judge.
-    near_weights = tuple(x / 10 for x in range(0, 31)) if near_expert_vote else (0.0,)
+    near_weights = EXPERT_WEIGHTS if near_expert_vote else (0.0,)
     cal.temperature, cal.expert_weight = fit_pooling(*_fit_arrays(near, cal.expert_smoothing), weights=near_weights)
     # A window with a far stream is never made MORE confident than the model made it (T >= 1). Unbounded,
     # the fit sharpened them (T 0.35 with the shipped adapters): the real TUNING windows with a stream left

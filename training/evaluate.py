@@ -93,8 +93,8 @@ def think_target_nll(model, cache, records, modalities=("audio", "vision", "text
     """Mean over the clips with a description of the teacher-forced loss per token of the clip's reference
     reasoning (``format_think_target(description, label)``) under the think prompt: how well the LLM can
     write the reasoning asked of it, whatever the decoder does (None: no clip has one). Why it is reported:
-    on the nano adapters of 2026-12-03 it is 6.93 nats on held-out clips where plain Gemma-3-270M, given
-    the instruction alone, scores 3.48 - the label-trained LoRA unlearned the language the texts need."""
+    on the nano adapters of 2026-12-03 it is 6.99 nats on 12 held-out clips, where plain Gemma-3-270M given
+    the instruction alone scores 3.48 - the label-trained LoRA unlearned the language the texts need."""
     from emotion_ros.model.prompt import format_think_target
     from emotion_ros_training.curriculum import answer_text as target_answer
     from emotion_ros_training.features import keep_modalities

@@ -275,8 +275,8 @@ def _make_bag(args) -> int:
 
     records = [r for r in read_manifest(args.manifest) if not args.split or r.split == args.split]
     records = records[: args.limit] if args.limit else records
-    kwargs = dict(t0_ns=t0_ns, max_fps=args.fps, max_side=args.max_side, storage=args.storage, overwrite=args.overwrite,
-                  topics=BagTopics(jpeg_quality=args.jpeg), transcripts=args.transcripts)
+    kwargs = dict(t0_ns=t0_ns, max_fps=args.fps, max_side=args.max_side, storage=args.storage,
+                  overwrite=args.overwrite, topics=BagTopics(jpeg_quality=args.jpeg), transcripts=args.transcripts)
     if args.per_clip:
         paths = make_bags_per_clip(records, args.out, **kwargs)
         print(f"wrote {len(paths)} bags under {args.out}")

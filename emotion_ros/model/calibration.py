@@ -232,8 +232,11 @@ def expert_log_scores(experts: Sequence[dict | None], labels: Sequence[str], smo
     return out
 
 
+EXPERT_WEIGHTS = tuple(x / 10 for x in range(0, 31))  # the grid fit_pooling searches: 0, 0.1, ..., 3
+
+
 def fit_pooling(probs: torch.Tensor, truth: torch.Tensor, logq: torch.Tensor,
-                weights: Sequence[float] = tuple(x / 10 for x in range(0, 31)),
+                weights: Sequence[float] = EXPERT_WEIGHTS,
                 min_temperature: float = 0.05) -> tuple[float, float]:
     """(temperature, expert weight) minimising the NLL of one part of the held-out windows (probs [N, L],
     truth [N], the expert's log-scores [N, L]): a grid over the weight, the temperature fitted by

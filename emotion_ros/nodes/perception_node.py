@@ -22,8 +22,8 @@ which is logged, counted on /diagnostics (events/qos_incompatible) and answered 
 profile that matches it. A publisher on an input topic with another message type (a bag's
 emotion_ros/Transcript on a topic the node reads as std_msgs/String) is never matched by the middleware, so
 none of its messages arrive; the node looks for such publishers every 0.5 s and logs and counts each one
-(events/type_mismatch, events/type_mismatch.<topic>) instead of losing that input unseen. Ctrl-C / SIGTERM: the node stops its inputs and worker and exits 0 without
-tracebacks.
+(events/type_mismatch, events/type_mismatch.<topic>) instead of losing that input unseen. Ctrl-C /
+SIGTERM: the node stops its inputs and worker and exits 0 without tracebacks.
 """
 from __future__ import annotations
 
