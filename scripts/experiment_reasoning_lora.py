@@ -19,10 +19,11 @@ import torch
 from peft import LoraConfig
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-from emotion_ros.model.prompt import INSTRUCTION_POOLS, format_think_target, parse_answer  # noqa: E402
-from emotion_ros.model.prompt import instruction as make_instruction  # noqa: E402
+from emotion_ros.model.prompt import INSTRUCTION_POOLS, format_think_target  # noqa: E402
+from emotion_ros_training.curriculum import answer_text  # noqa: E402
 from emotion_ros_training.data.manifest import read_manifest  # noqa: E402
-from emotion_ros_training.evaluate import load_checkpoint_model, open_cache, think_cue_metrics  # noqa: E402
+from emotion_ros_training.evaluate import (load_checkpoint_model, open_cache, predict_cached,  # noqa: E402
+                                           think_cached, think_cue_metrics, think_target_nll)
 
 ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 ap.add_argument("--checkpoint", default="models/nano/adapters")
@@ -42,8 +43,8 @@ recs = read_manifest(args.manifest)
 train = [r for r in recs if r.split == "train" and r.description and cache.has(r)]
 test = [r for r in recs if r.split == "test" and r.description and cache.has(r)][:NEVAL]
 peft_model = model.llm.model
-peft_model.add_adapter("reason", LoraConfig(r=16, lora_alpha=16, target_modules=["q_proj", "v_proj"], bias="none",
-                                            task_type="CAUSAL_LM"))
+peft_model.add_adapter("reason", LoraConfig(r=16, lora_alpha=16, target_modules=["q_proj", "v_proj"],
+                                            bias="none", task_type="CAUSAL_LM"))
 sd = dict(peft_model.named_parameters())
 for n, p in sd.items():  # the reasoning LoRA starts from the label LoRA (it already reads the modal prefix)
     if ".reason." in n:
@@ -51,61 +52,61 @@ for n, p in sd.items():  # the reasoning LoRA starts from the label LoRA (it alr
 for p in model.parameters():
     p.requires_grad_(False)
 params = [p for n, p in peft_model.named_parameters() if ".reason." in n]
-for p in params:
-    p.requires_grad_(True)
 print("reason LoRA params", sum(p.numel() for p in params), flush=True)
 
+
 def nll(adapter):
-    model.eval(); tot = 0.0
-    with torch.no_grad():
-        for r in test:
-            enc = cache.load(r)
-            if adapter is None:
-                with peft_model.disable_adapter():
-                    tot += float(model.loss(enc, "think", [list(r.label_space.labels)], None, [format_think_target(r.description, r.label)]))
-            else:
-                peft_model.set_adapter(adapter)
-                tot += float(model.loss(enc, "think", [list(r.label_space.labels)], None, [format_think_target(r.description, r.label)]))
-    return tot / len(test)
+    """Held-out think-target loss (evaluate's think.target_nll) under one adapter (None: no LoRA)."""
+    if adapter is None:
+        with peft_model.disable_adapter():
+            return think_target_nll(model, cache, test)
+    peft_model.set_adapter(adapter)
+    return think_target_nll(model, cache, test)
+
 
 res = {"steps": STEPS, "batch": BATCH, "lr": LR, "train_clips": len(train), "heldout": len(test)}
-res["nll_label_lora"] = nll("default"); res["nll_no_lora"] = nll(None)
+res["nll_label_lora"] = nll("default")
+res["nll_no_lora"] = nll(None)
 print(res, flush=True)
 peft_model.set_adapter("reason")
-for p in params:
+for p in params:  # after set_adapter, which sets requires_grad of the adapters itself
     p.requires_grad_(True)
 opt = torch.optim.AdamW(params, lr=LR, weight_decay=0.0)
-sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 10) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, STEPS) / STEPS))))
-rng = random.Random(0); t0 = time.time()
+# warm-up over 10 steps, then cosine down to 0.1x
+sched = torch.optim.lr_scheduler.LambdaLR(
+    opt, lambda s: min(1.0, (s + 1) / 10) * (0.1 + 0.45 * (1 + math.cos(math.pi * min(s, STEPS) / STEPS))))
+rng = random.Random(0)
+pool = INSTRUCTION_POOLS["think"]
+t0 = time.time()
 for step in range(STEPS):
     model.train()
     batch = rng.sample(train, BATCH)
-    pool = INSTRUCTION_POOLS["think"]
     enc = cache.batch(batch)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         loss = model.loss(enc, ["think"] * BATCH, [list(r.label_space.labels) for r in batch],
-                          [pool[rng.randrange(len(pool))].replace("{labels}", ", ".join(r.label_space.labels)) for r in batch],
-                          [format_think_target(r.description, r.label) for r in batch], reduction="mean")
-    opt.zero_grad(); loss.backward(); torch.nn.utils.clip_grad_norm_(params, 1.0); opt.step(); sched.step()
+                          [pool[rng.randrange(len(pool))].replace("{labels}", ", ".join(r.label_space.labels))
+                           for r in batch],
+                          [format_think_target(r.description, answer_text(r)) for r in batch], reduction="mean")
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    sched.step()
     if step % 10 == 0 or step == STEPS - 1:
-        print(f"step {step} loss {float(loss):.3f} {time.time() - t0:.0f}s", flush=True)
+        print(f"step {step} loss {float(loss.detach()):.3f} {time.time() - t0:.0f}s", flush=True)
 res["train_s"] = time.time() - t0
 res["nll_reason_lora"] = nll("reason")
-model.eval(); gen, preds = [], []
-with torch.no_grad():
-    for r in test:
-        enc = cache.load(r); labels = list(r.label_space.labels)
-        peft_model.set_adapter("default")
-        pr = model.llm.score_labels(model.prompts(enc, "emotion", labels)[0], labels)[0]
-        preds.append({"label": labels[int(torch.argmax(pr))]})
-        peft_model.set_adapter("reason")
-        prompt = model.prompts(enc, "think", labels)[0]
-        text = "".join(model.llm.generate(prompt, model.reasoning_rules("think", labels, 160)))
-        gen.append({"clip_id": r.clip_id, "text": text, "answer": parse_answer(text, labels),
-                    "instruction": make_instruction("think", labels), "truth": r.label})
+# label path with the label LoRA, reasoning (the structured decoder) with the reasoning LoRA: evaluate's own loops
+peft_model.set_adapter("default")
+preds = predict_cached(model, cache, test)
+peft_model.set_adapter("reason")
+gen = think_cached(model, cache, test)
+truth = [r.label for r in test]
 res["cues"] = think_cue_metrics(test, gen, preds)
-res["answer_accuracy"] = sum(g["answer"] == g["truth"] for g in gen) / len(gen)
-res["label_path_accuracy"] = sum(p["label"] == g["truth"] for p, g in zip(preds, gen)) / len(gen)
+res["answer_accuracy"] = sum(g["answer"] == t for g, t in zip(gen, truth)) / len(gen)
+res["label_path_accuracy"] = sum(p["label"] == t for p, t in zip(preds, truth)) / len(gen)
 res["texts"] = [g["text"] for g in gen[:8]]
-json.dump(res, open(OUT, "w"), indent=1)
-print(json.dumps({k: v for k, v in res.items() if k != "texts"}, indent=1)); print("\n".join(res["texts"][:4]))
+with open(OUT, "w") as f:
+    json.dump(res, f, indent=1)
+print(json.dumps({k: v for k, v in res.items() if k != "texts"}, indent=1))
+print("\n".join(res["texts"][:4]))
