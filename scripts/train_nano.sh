@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the shipped nano adapters (models/nano/adapters): synthetic data -> feature cache ->
-# Stage 1 (perception) -> Stage 2 (cognition) -> fp16 export -> held-out evaluation -> calibration.
+# Stage 1 (perception) -> Stage 2 (cognition) -> reasoning adapter -> fp16 export -> held-out evaluation ->
+# calibration.
 # This is the exact command sequence that produced the shipped weights (see models/nano/adapters/TRAINING.md).
 #
 #   scripts/train_nano.sh [WORK_DIR]        # default WORK_DIR=/tmp/nano_train
@@ -42,13 +43,17 @@ print(f"held-out accuracy: Stage 1 {acc['stage1']:.4f}, Stage 1+2 {acc['stage2']
 print(pick)
 PYEOF
 )
+# The reasoning adapter (issue 16): a second LoRA trained on the reasoning targets only, on top of the
+# shipped label model (frozen: the label path keeps exactly its held-out accuracy).
+"$PY" -m emotion_ros_training.train --recipe nano --manifest "$M" --stage reason --init "$WORK/run/$SHIP/final" \
+  --out "$WORK/run" --eval-split test --threads 2 --resume
 # the export swaps the whole directory in atomically: keep the hand-written TRAINING.md across it
 cp models/nano/adapters/TRAINING.md "$WORK/TRAINING.md.keep"
-"$PY" -m emotion_ros_training.export --checkpoint "$WORK/run/$SHIP/final" --out models/nano/adapters --dtype float16 \
-  --metadata "{\"data_seed\": $SEED, \"num_clips\": $NUM, \"stage\": \"$SHIP\", \"command\": \"scripts/train_nano.sh\"}"
-# held-out metrics of exactly the shipped (fp16) weights; --think 6 also scores the reasoning path
+"$PY" -m emotion_ros_training.export --checkpoint "$WORK/run/stagereason/final" --out models/nano/adapters --dtype float16 \
+  --metadata "{\"data_seed\": $SEED, \"num_clips\": $NUM, \"stage\": \"$SHIP+reason\", \"command\": \"scripts/train_nano.sh\"}"
+# held-out metrics of exactly the shipped (fp16) weights; --think 12 also scores the reasoning path
 "$PY" -m emotion_ros_training.evaluate --checkpoint models/nano/adapters --manifest "$M" --split test \
-  --cache "$WORK/run/feature_cache" --threads 1 --think 6 --out "$WORK/eval_shipped.json"
+  --cache "$WORK/run/feature_cache" --threads 1 --think 12 --out "$WORK/eval_shipped.json"
 # Calibration (emotion_ros/model/calibration.py) fitted on held-out synthetic clips (half A of the test split)
 # and the TUNING part of the real-data check; ECE reported on half B and on the HELD-OUT real part.
 bash scripts/make_real_check.sh data/real_check

@@ -137,6 +137,47 @@ def test_damaged_files_give_clear_errors(trained, tmp_path, damage, file, words)
     assert torch.equal(target.fusion.fc_final.weight, before)  # nothing was half-loaded
 
 
+def test_reasoning_adapter_round_trip_and_damage(trained, tmp_path):
+    """A model with the reasoning LoRA: saved under reason/ (checksummed like the rest), loaded into a model
+    without one (it is added), bit-exact; a damaged reasoning file is named and nothing is half-loaded."""
+    from emotion_ros.model.checkpoint import REASON_LORA_FILE, lora_state
+
+    m, d = trained
+    withr = build_model(get_profile("tiny"))
+    load_trainable(withr, d)
+    withr.llm.add_reasoning_adapter()
+    assert all(torch.equal(v, lora_state(withr)[k]) for k, v in lora_state(withr, "reason").items())
+    with torch.no_grad():  # the reasoning LoRA moves away from its copy of the label LoRA
+        for n, p in withr.named_parameters():
+            if ".reason." in n:
+                p.add_(0.05)
+    out = save_trainable(withr, tmp_path / "r")
+    meta = json.loads((out / CONFIG_FILE).read_text())
+    assert {REASON_LORA_FILE, "reason/adapter_config.json"} <= set(meta["files"])
+    assert meta["tensors"][REASON_LORA_FILE] and not (out / "reason" / "README.md").exists()
+    fresh = build_model(get_profile("tiny"))
+    load_trainable(fresh, out)
+    assert fresh.llm.has_reasoning_adapter
+    for adapter in ("default", "reason"):
+        a, b = lora_state(withr, adapter), lora_state(fresh, adapter)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    w = _window()
+    assert fresh.predict([w])[0].probs == m.predict([w])[0].probs  # the label path: the label LoRA
+    assert "".join(fresh.stream_reasoning(w, max_new_tokens=6)) == "".join(withr.stream_reasoning(w, max_new_tokens=6))
+    # the node's calibration file is attached beside it without losing the folder
+    from emotion_ros.model.checkpoint import attach_file
+
+    attach_file(out, "note.txt", b"x")
+    load_trainable(build_model(get_profile("tiny")), out)
+    c = _copy(out, tmp_path)
+    data = (c / REASON_LORA_FILE).read_bytes()
+    (c / REASON_LORA_FILE).write_bytes(data[: len(data) // 2])
+    target = build_model(get_profile("tiny"))
+    with pytest.raises(CheckpointError, match="reason/adapter_model.safetensors.*truncated"):
+        load_trainable(target, c)
+    assert not target.llm.has_reasoning_adapter
+
+
 def _rewrite_modal(c, mutate):
     """Replace modal.safetensors and fix config.json's checksum so only the content check can fail."""
     import hashlib

@@ -78,6 +78,48 @@ def test_mixed_engine_agrees_with_fp32_on_tiny():
     assert torch.nn.functional.cosine_similarity(a, b, dim=0) > 0.99
 
 
+def test_reasoning_adapter_under_every_precision_keeps_the_label_path():
+    """With a reasoning LoRA the label path runs with the label LoRA (scores as without the reasoning LoRA),
+    the reasoning with its own; under mixed the int8 decode copy carries the reasoning LoRA folded in."""
+    base = build_model(get_profile("tiny"))
+    model = copy.deepcopy(base)
+    model.llm.add_reasoning_adapter()
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if ".reason." in n:
+                p.add_(torch.randn(p.shape, generator=g) * 0.3)
+    model.eval()  # no LoRA dropout in the direct comparisons below
+    windows = _windows(2)
+    kw = dict(profile="tiny", reasoning_max_tokens=8, asr="never")
+    ref = InferenceEngine(copy.deepcopy(base), EngineConfig(llm_precision="float32", **kw))
+    fp32 = InferenceEngine(copy.deepcopy(model), EngineConfig(llm_precision="float32", **kw))
+    mixed_model = copy.deepcopy(model)
+    mixed = InferenceEngine(mixed_model, EngineConfig(llm_precision="mixed", **kw))
+    assert mixed_model.llm.has_reasoning_adapter and mixed_model.llm.dtype == torch.bfloat16
+    for w in windows:
+        a, b, c = ref.process(copy.copy(w)), fp32.process(copy.copy(w)), mixed.process(copy.copy(w))
+        assert np.abs(np.subtract(a.scores, b.scores)).max() < 1e-6  # the reasoning LoRA never touches labels
+        assert np.abs(np.subtract(a.scores, c.scores)).max() < 0.02
+        texts = ["".join(e.stream_reasoning(copy.copy(w))) for e in (ref, fp32, mixed)]
+        assert all(t.startswith("<think>") and t.endswith("</answer>") for t in texts), texts
+        assert texts[0] != texts[1]  # another adapter writes the text
+        again = fp32.process(copy.copy(w))  # after the reasoning the label path is back on the label LoRA
+        assert np.abs(np.subtract(again.scores, a.scores)).max() < 1e-6
+    ids = [model.llm.bos_id or 1, 5, 17, 42, 99, 7]
+    model.llm.use_adapter("reason")
+    want = _step_logits(model.llm, model.llm.model, torch.float32, ids)
+    mixed_model.llm.use_adapter("reason")
+    got = _step_logits(mixed_model.llm, mixed.precision.step_model, mixed.precision.step_dtype, ids)
+    assert torch.nn.functional.cosine_similarity(want, got, dim=0) > 0.99
+    model.llm.use_adapter("default")
+    label = _step_logits(model.llm, model.llm.model, torch.float32, ids)
+    assert torch.nn.functional.cosine_similarity(label, got, dim=0) < \
+        torch.nn.functional.cosine_similarity(want, got, dim=0)
+    with pytest.raises(ValueError, match="reasoning adapter beside the label LoRA"):
+        model.llm.merge_lora()
+
+
 def test_build_engine_takes_the_precision_from_the_engine_config():
     model = build_model(get_profile("tiny"))
     cfg = EngineConfig(profile="tiny", asr="never", llm_precision="bfloat16")

@@ -206,6 +206,71 @@ def test_resume_continues_from_the_saved_step(synth, tmp_path, capsys):
     assert not (run / "stage1" / "final").exists()
 
 
+def test_reasoning_adapter_stage_trains_only_the_reasoning_lora(synth, tmp_path):
+    """Stage "reason" adds a second LoRA on a finished label model and trains only it: the label path of the
+    result scores exactly as the label model did; an interrupted + resumed run equals an uninterrupted one;
+    the checkpoint carries the adapter under reason/ (export included) and loading it switches adapters."""
+    from emotion_ros.model.checkpoint import REASON_LORA_FILE, read_config
+    from emotion_ros_training.evaluate import load_checkpoint_model, open_cache, predict_cached
+
+    out = tmp_path / "run"
+    Trainer(_args(synth, out, "1", steps=4)).run()
+    init = str(out / "stage1" / "final")
+    ref = Trainer(_args(synth, tmp_path / "ref", "reason", steps=6, checkpoint_every=2, init=init)).run()
+    assert ref["step"] == 6
+    log = [x for x in _log(tmp_path / "ref" / "stagereason" / "metrics.jsonl") if x["kind"] == "train"]
+    assert all(x["tasks"]["emotion"] == 0 and x["tasks"]["think"] + x["tasks"]["reason"] == 4 for x in log)
+    r = Trainer(_args(synth, out, "reason", steps=6, checkpoint_every=2, init=init, stop_after=3)).run()
+    assert r["interrupted"]
+    r = Trainer(_args(synth, out, "reason", steps=6, checkpoint_every=2, init=init, resume=True)).run()
+    assert r["step"] == 6 and r["steps_this_run"] == 3
+    final = out / "stagereason" / "final"
+    a = load_file(str(tmp_path / "ref" / "stagereason" / "final" / REASON_LORA_FILE))
+    b = load_file(str(final / REASON_LORA_FILE))
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6, rtol=0) for k in a)
+    # the label LoRA and the modal parts are the label model's, bit for bit; the reasoning LoRA moved
+    assert all(torch.equal(v, _final_tensors(out / "stage1")[k]) for k, v in _final_tensors(out / "stagereason").items())
+    label = load_file(str(final / "adapter_model.safetensors"))
+    assert label.keys() == b.keys() and any(not torch.equal(label[k], b[k]) for k in b)
+    assert REASON_LORA_FILE in read_config(final)["files"]
+
+    from emotion_ros_training.export import export
+
+    shipped = export(str(final), str(tmp_path / "shipped"))
+    model, meta = load_checkpoint_model(str(shipped))
+    base, _ = load_checkpoint_model(init)
+    assert model.llm.has_reasoning_adapter and not base.llm.has_reasoning_adapter
+    cache = open_cache(model, meta, synth["cache"])
+    recs = [r for r in read_manifest(synth["manifest"]) if r.split == "test"][:2]
+    p_new, p_old = predict_cached(model, cache, recs), predict_cached(base, cache, recs)
+    for x, y in zip(p_new, p_old):
+        assert x["probs"] == pytest.approx(y["probs"], abs=1e-3)  # the label path is untouched (fp16 storage)
+    enc = cache.load(recs[0])
+    labels = list(recs[0].label_space.labels)
+    prompt = model.prompts(enc, "think", labels)[0]
+    alone = "".join(model.llm.generate(prompt, model.reasoning_rules("think", labels, 8)))
+    own = labels.index(model.parse_answer(alone, labels))
+    for k in (own, (own + 1) % len(labels)):  # a near-certain label-path prior decides the joint answer
+        prior = [1e-9] * len(labels)
+        prior[k] = 1.0
+        text = "".join(model.llm.generate(prompt, model.reasoning_rules("think", labels, 8, answer_prior=prior)))
+        assert model.parse_answer(text, labels) == labels[k], text
+        assert text.split("</think>")[0] == alone.split("</think>")[0]  # the prior changes the answer only
+    # the reasoning text itself runs with the reasoning LoRA: it differs from the label LoRA's
+    model.llm.use_adapter("default")
+    with torch.no_grad():
+        label_loss = float(model.loss(enc, "emotion", [labels], None, [labels[0]]))
+        base_loss = float(base.loss(enc, "emotion", [labels], None, [labels[0]]))
+        think = "<think>x</think><answer>happy</answer>"
+        reason_loss = float(model.loss(enc, "think", [labels], None, [think]))
+        assert model.llm._active == "reason"
+        model.llm.use_adapter("default")  # the label LoRA on a think target: another number
+        assert float(model.llm.loss(model.prompts(enc, "think", [labels]), [think])) != pytest.approx(reason_loss)
+    assert label_loss == pytest.approx(base_loss, abs=1e-3)
+    with pytest.raises(ValueError, match="mixes label and reasoning tasks"):
+        model.llm.adapter_for(["emotion", "think"])
+
+
 def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

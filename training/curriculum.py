@@ -8,6 +8,10 @@
   with probability ``think_fraction``, else task "reason" (Box II items 1-2, target = the description,
   which ends by naming the emotion). Clips without a description are always recognition samples.
 - "joint": the paper's single-joint-training baseline (Table 10): the Stage-2 mixture from scratch.
+- "reason": the reasoning adapter (emotion_ros.model.llm.REASONING_ADAPTER), trained after the label
+  stages on the clips with a description only, every sample a reasoning sample (``think_fraction`` of them
+  "think", the others "reason"); the label LoRA and everything else stay frozen, so the label path keeps
+  exactly what Stages 1+2 gave it.
 
 Every choice for global sample number k of a stage (which clip, task, instruction) is a pure function
 of (seed, stage, k), so a run resumed at any step, or split over any number of processes, sees exactly
@@ -24,8 +28,8 @@ import numpy as np
 from emotion_ros.model.prompt import INSTRUCTION_POOLS, format_think_target
 from emotion_ros_training.data.manifest import ClipRecord
 
-STAGES = ("1", "2", "joint")
-STAGE_IDS = {"1": 1, "2": 2, "joint": 3}
+STAGES = ("1", "2", "joint", "reason")
+STAGE_IDS = {"1": 1, "2": 2, "joint": 3, "reason": 4}
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,8 @@ def epoch_order(n: int, seed: int, stage: str, epoch: int) -> np.ndarray:
 def _choose(record: ClipRecord, stage: str, rng: random.Random, recognition_fraction: float,
             think_fraction: float) -> tuple[str, str, str]:
     labels = list(record.label_space.labels)
-    reasoning = stage in ("2", "joint") and bool(record.description) and rng.random() >= recognition_fraction
+    reasoning = (stage in ("2", "joint", "reason") and bool(record.description)
+                 and rng.random() >= recognition_fraction)
     if not reasoning:
         pool = INSTRUCTION_POOLS["emotion"]
         return "emotion", pool[rng.randrange(len(pool))].replace("{labels}", ", ".join(labels)), answer_text(record)
@@ -76,15 +81,18 @@ class Curriculum:
                  recognition_fraction: float = 1.0, think_fraction: float = 0.75):
         if stage not in STAGES:
             raise ValueError(f"unknown stage {stage!r}; expected one of {STAGES}")
+        if stage == "reason":
+            records = [r for r in records if r.description]
         if not records:
-            raise ValueError("no training records")
+            raise ValueError("no training records" + (" with a description (the reasoning targets)"
+                                                      if stage == "reason" else ""))
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self.records = list(records)
         self.stage = stage
         self.batch_size = batch_size
         self.seed = seed
-        self.recognition_fraction = 1.0 if stage == "1" else recognition_fraction
+        self.recognition_fraction = {"1": 1.0, "reason": 0.0}.get(stage, recognition_fraction)
         self.think_fraction = think_fraction
         self._orders: dict[int, np.ndarray] = {}
 

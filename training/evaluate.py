@@ -67,8 +67,10 @@ def predict_cached(model, cache, records, task: str = "emotion", modalities=("au
 
 @torch.no_grad()
 def think_cached(model, cache, records, max_new_tokens: int = 160, modalities=("audio", "vision", "text"),
-                 progress: bool = False) -> list[dict]:
-    """Reasoning path (task "think", greedy) per record: generated text and the parsed answer."""
+                 progress: bool = False, priors: Sequence | None = None) -> list[dict]:
+    """Reasoning path (task "think", greedy) per record: generated text and the parsed answer. ``priors``:
+    per record the label path's probabilities, the answer prior of the engine's reasoning_answer "joint"
+    (None: the answer from the reasoning alone)."""
     from tqdm import tqdm
 
     from emotion_ros.model.prompt import instruction as make_instruction
@@ -77,11 +79,13 @@ def think_cached(model, cache, records, max_new_tokens: int = 160, modalities=("
 
     model.eval()
     out = []
-    for rec in tqdm(records, desc="think", unit="clip", disable=not progress, dynamic_ncols=True):
+    for i, rec in enumerate(tqdm(records, desc="think", unit="clip", disable=not progress, dynamic_ncols=True)):
         enc = keep_modalities(cache.load(rec), modalities)
         labels = list(rec.label_space.labels)
         prompt = model.prompts(enc, "think", labels)[0]
-        text = "".join(model.llm.generate(prompt, model.reasoning_rules("think", labels, max_new_tokens)))
+        prior = tuple(priors[i]) if priors is not None else ()
+        text = "".join(model.llm.generate(prompt, model.reasoning_rules("think", labels, max_new_tokens,
+                                                                        answer_prior=prior)))
         out.append({"clip_id": rec.clip_id, "text": text, "answer": parse_answer(text, labels),
                     "well_formed": "<think>" in text and "</answer>" in text,
                     "instruction": make_instruction("think", labels)})  # what model.prompt used (instruction=None)
@@ -209,19 +213,22 @@ def answer_text(text: str) -> str:
 
 
 def evaluate_cached(model, cache, records, modalities=("audio", "vision", "text"), think: int = 0,
-                    progress: bool = False, wheels=None, waf_variant: str = M.WAF_EMOTION_LLAMA_V2) -> dict:
-    """Label path on every record (+ the reasoning path on the first `think`) and all their metrics."""
+                    progress: bool = False, wheels=None, waf_variant: str = M.WAF_EMOTION_LLAMA_V2,
+                    think_answer: str = "joint") -> dict:
+    """Label path on every record (+ the reasoning path on the first `think`, its answer chosen as the
+    engine's ``reasoning_answer`` = ``think_answer`` does) and all their metrics."""
     preds = predict_cached(model, cache, records, modalities=modalities, progress=progress)
     out = compute_metrics(records, preds, wheels, waf_variant)
     out["modalities"] = list(modalities)
     if think:
         subset = list(records)[:think]
-        gen = think_cached(model, cache, subset, modalities=modalities, progress=progress)
+        priors = [p["probs"] for p in preds[:think]] if think_answer == "joint" else None
+        gen = think_cached(model, cache, subset, modalities=modalities, progress=progress, priors=priors)
         answered = [g for g in gen if g["answer"] is not None]
         truth = {r.clip_id: r.label for r in records}
         answers = [answer_text(g["text"]) for g in gen]
         per_dataset = score_sets(subset, answers, wheels, waf_variant)
-        out["think"] = {"n": len(gen), "well_formed": sum(g["well_formed"] for g in gen) / len(gen),
+        out["think"] = {"n": len(gen), "answer_from": think_answer, "well_formed": sum(g["well_formed"] for g in gen) / len(gen),
                         "answered": len(answered) / len(gen),
                         "answer_accuracy": (sum(g["answer"] == truth[g["clip_id"]] for g in gen) / len(gen)),
                         "per_dataset": per_dataset, "avg": M.average_over_sets(per_dataset),
@@ -267,6 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--modalities", default="audio,vision,text",
                     help="inputs kept, comma list of audio, vision, text (the others are removed like a missing input)")
     ap.add_argument("--think", type=int, default=0, help="also generate reasoning for the first N clips")
+    ap.add_argument("--think-answer", default="joint", choices=["joint", "reasoning"],
+                    help="how the think answer is chosen (the engine's reasoning_answer; default joint)")
     ap.add_argument("--wheels", metavar="DIR",
                     help="the official emotion_wheel folder (format.csv, synonym.xlsx, wheel1..5.xlsx) for hit rate / OV F")
     ap.add_argument("--waf-variant", choices=list(M.WAF_VARIANTS), default=M.WAF_EMOTION_LLAMA_V2,
@@ -330,7 +339,7 @@ def _main(ns) -> int:
     records = cache.ensure(records, model, progress=not ns.no_progress)
     mods = tuple(m.strip() for m in ns.modalities.split(",") if m.strip())
     res = evaluate_cached(model, cache, records, mods, ns.think, progress=not ns.no_progress, wheels=wheels,
-                          waf_variant=ns.waf_variant)
+                          waf_variant=ns.waf_variant, think_answer=ns.think_answer)
     res["checkpoint"] = str(ns.checkpoint)
     res["manifest"] = str(ns.manifest)
     res["split"] = ns.split

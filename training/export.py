@@ -41,7 +41,7 @@ def export(checkpoint: str, out: str, dtype: str = "float16", metadata: dict | N
 
 
 def size_bytes(directory) -> int:
-    return sum(p.stat().st_size for p in Path(directory).iterdir() if p.is_file())
+    return sum(p.stat().st_size for p in Path(directory).rglob("*") if p.is_file())
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,6 +1,6 @@
 """Train one curriculum stage: fusion + modal adapter + LoRA on cached frozen-encoder features.
 
-    python -m emotion_ros_training.train --recipe tiny|nano|paper --manifest M --stage 1|2|joint --out DIR [--resume]
+    python -m emotion_ros_training.train --recipe tiny|nano|paper --manifest M --stage 1|2|joint|reason --out DIR [--resume]
     torchrun --nproc_per_node 2 -m emotion_ros_training.train ...      # same command, several processes
 
 Output, per stage, in ``DIR/stage<S>/``:
@@ -12,7 +12,10 @@ Output, per stage, in ``DIR/stage<S>/``:
 - ``final/``: the trained parts (emotion_ros.model.checkpoint format) once the stage completes.
 - ``metrics.jsonl`` (one JSON object per step: step, stage, loss, lr, time ...), ``loss.png``,
   ``eval.json`` (held-out metrics when --eval-split is given).
-Stage 2 starts from ``DIR/stage1/final`` unless ``--init`` names another checkpoint.
+Stage 2 starts from ``DIR/stage1/final`` unless ``--init`` names another checkpoint. Stage "reason" (the
+reasoning adapter, training/curriculum.py) starts from ``--init`` (default ``DIR/stage2/final``): it adds the
+second LoRA as a copy of the label LoRA and trains only that; its checkpoints hold the whole model's trained
+parts, the reasoning LoRA under ``reason/``.
 
 A stage folder that already holds a run (checkpoints or final weights) is refused unless ``--resume``
 (continue it) or ``--overwrite`` (delete it and start again) says what to do: a fresh start deletes the
@@ -255,6 +258,9 @@ class Trainer:
                   f"({len(self.records)} train clips, cache {self.cache.dir})")
         self.curriculum = Curriculum(self.records, self.args.stage, self.sr.batch_size, self.recipe.seed,
                                      self.sr.recognition_fraction, self.sr.think_fraction)
+        resuming = self.args.resume and self.latest_checkpoint() is not None
+        if self.args.stage == "reason":
+            self._add_reasoning_adapter(load_init=not resuming)
         self.names = [n for n, p in self.model.named_parameters() if p.requires_grad]
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.opt = torch.optim.AdamW(self.params, lr=self.sr.peak_lr, betas=tuple(self.sr.betas),
@@ -263,11 +269,13 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lambda s: lr_factor(s, sr.warmup_steps, sr.steps, sr.min_lr_ratio))
         self.step = 0
-        if self.args.resume and self.latest_checkpoint() is not None:
+        if resuming:
             self.load_checkpoint(self.latest_checkpoint())
         else:
             init = self.args.init
-            if init is None and self.args.stage == "2":
+            if self.args.stage == "reason":
+                init = None  # loaded by _add_reasoning_adapter
+            elif init is None and self.args.stage == "2":
                 init = str(self.out / "stage1" / "final")
                 if not Path(init).is_dir():
                     raise FileNotFoundError(f"stage 2 starts from the Stage-1 weights: {init} does not exist "
@@ -288,6 +296,24 @@ class Trainer:
                 for name in ("eval.json", "loss.png"):
                     (self.stage_dir / name).unlink(missing_ok=True)
         D.barrier(self.info)
+
+    def _add_reasoning_adapter(self, load_init: bool) -> None:
+        """Stage "reason": the label model (``--init``, default OUT/stage2/final) frozen, the reasoning LoRA
+        added as a copy of its label LoRA and the only trainable part."""
+        from emotion_ros.model.checkpoint import load_trainable
+
+        if load_init:
+            init = self.args.init or str(self.out / "stage2" / "final")
+            if not Path(init).is_dir():
+                raise FileNotFoundError(f"the reasoning adapter is trained on a finished label model: {init} does "
+                                        f"not exist (run --stage 2 first or pass --init)")
+            load_trainable(self.model, init)
+            self._log(f"initialised from {init}")
+        llm = self.model.llm
+        if not llm.has_reasoning_adapter:
+            llm.add_reasoning_adapter()
+        for name, p in self.model.named_parameters():
+            p.requires_grad_(f".{llm.reasoning_adapter}." in name)
 
     # -- checkpoints -------------------------------------------------------------------------------
     def latest_checkpoint(self) -> Path | None:

@@ -85,6 +85,10 @@ class EngineConfig:
     reasoning_repetition_penalty: float = param(
         1.2, "> 1 discourages repeating generated tokens (plain greedy nano text loops: 'calm, calm, ...')",
         min=1.0, max=3.0)
+    reasoning_answer: Literal["joint", "reasoning"] = param(
+        "joint", "how the think answer is chosen: joint = the label set scored after the reasoning times the "
+                 "window's published label probabilities (the reasoning overturns only an unsure label); "
+                 "reasoning = from the reasoning alone")
     reasoning_no_repeat_ngram: int = param(4, "no n-gram of this many tokens twice in a reasoning text (0 = off)",
                                            min=0, max=16)
     asr: Literal["auto", "always", "never"] = param(
@@ -188,8 +192,9 @@ class InferenceEngine:
                 prompt = model.prompt(streams, 0, window.transcript, self.config.task, self.labels)
                 probs, prefix = model.llm.score_labels(prompt, self.labels)
                 stage_ms["llm_label"] = (time.perf_counter() - t) * 1e3
+                state = _WindowState(streams, prefix)
                 if self.options.share_encoding:
-                    self._remember(window, _WindowState(streams, prefix))
+                    self._remember(window, state)
         finally:
             with self._waiting_lock:
                 self._label_waiting -= 1
@@ -198,6 +203,7 @@ class InferenceEngine:
             probs, unsure = self.calibration.apply(probs, self.labels, features, expert, window.transcript)
         pred = model.prediction(probs, self.labels)
         scores = list(pred.probs.values())
+        state.published = tuple(scores)  # the reasoning's answer prior (reasoning_answer joint)
         return EmotionResult(window=window, label=pred.label, labels=list(self.labels), scores=scores,
                              confidence=pred.confidence, modalities=window.modalities,
                              transcript=window.transcript or "", task=self.config.task, model_id=self.model_id,
@@ -237,10 +243,17 @@ class InferenceEngine:
         if state is None:
             state = _WindowState(model.streams(model.encode([window])), None)
             yield ""
+        prior = ()
+        if cfg.reasoning_task == "think" and cfg.reasoning_answer == "joint":
+            if state.published is None:  # the label path left nothing: this window's label probabilities
+                label_prompt = model.prompt(state.streams, 0, window.transcript, cfg.task, self.labels)
+                state.published = tuple(model.llm.score_labels(label_prompt, self.labels)[0].tolist())
+                yield ""
+            prior = state.published
         prompt = model.prompt(state.streams, 0, window.transcript, cfg.reasoning_task, self.labels)
         rules = model.reasoning_rules(cfg.reasoning_task, self.labels, cfg.reasoning_max_tokens,
                                       repetition_penalty=cfg.reasoning_repetition_penalty,
-                                      no_repeat_ngram=cfg.reasoning_no_repeat_ngram)
+                                      no_repeat_ngram=cfg.reasoning_no_repeat_ngram, answer_prior=prior)
         yield from model.llm.generate(prompt, rules, prefix=state.prefix)
 
     # -- info -----------------------------------------------------------------------------------------
@@ -259,6 +272,7 @@ class _WindowState:
 
     streams: dict  # adapter outputs by stream (model.streams)
     prefix: object | None  # model.llm.Prefix of the prompt's shared part (None: computed by the reasoning)
+    published: tuple | None = None  # the label probabilities published for the window (after calibration)
 
 
 def resolve_precision(name: str, device="cpu") -> str:

@@ -4,6 +4,8 @@ A checkpoint directory holds
 - ``modal.safetensors``: fusion.* and adapter.* tensors;
 - ``adapter_config.json`` + ``adapter_model.safetensors``: the LoRA adapter in peft's own format
   (written by ``PeftModel.save_pretrained``, so peft/other tools can read it too);
+- optionally ``reason/adapter_config.json`` + ``reason/adapter_model.safetensors``: the reasoning LoRA
+  (emotion_ros.model.llm.REASONING_ADAPTER; peft's folder for a second adapter), used by the reasoning path;
 - ``config.json``: ``{"format": ..., "model_config": ModelConfig.to_dict(), "files": {name: {sha256,
   bytes}}, "tensors": {...}, ...}``.
 
@@ -33,6 +35,9 @@ FORMAT = "emotion_ros.trainable/1"
 MODAL_FILE = "modal.safetensors"
 LORA_FILE = "adapter_model.safetensors"
 LORA_CONFIG = "adapter_config.json"
+REASON_DIR = "reason"  # = emotion_ros.model.llm.REASONING_ADAPTER (peft names a second adapter's folder so)
+REASON_LORA_FILE = f"{REASON_DIR}/{LORA_FILE}"
+REASON_LORA_CONFIG = f"{REASON_DIR}/{LORA_CONFIG}"
 CONFIG_FILE = "config.json"
 
 
@@ -59,13 +64,14 @@ def modal_state(model) -> dict[str, torch.Tensor]:
     return out
 
 
-def lora_state(model) -> dict[str, torch.Tensor]:
-    """LoRA tensors named as in peft's adapter_model.safetensors."""
-    if not model.llm.has_lora:
+def lora_state(model, adapter: str = "default") -> dict[str, torch.Tensor]:
+    """LoRA tensors of ``adapter`` named as in peft's adapter_model.safetensors."""
+    if not model.llm.has_lora or adapter not in model.llm.model.peft_config:
         return {}
     from peft import get_peft_model_state_dict
 
-    return {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(model.llm.model).items()}
+    return {k: v.detach().cpu().contiguous()
+            for k, v in get_peft_model_state_dict(model.llm.model, adapter_name=adapter).items()}
 
 
 
@@ -76,25 +82,30 @@ def save_trainable(model, directory, metadata: dict | None = None) -> Path:
         def save_lora(tmp: Path) -> None:
             model.llm.model.save_pretrained(str(tmp), safe_serialization=True)
     lora_shapes = {k: list(v.shape) for k, v in lora_state(model).items()}
-    return write_checkpoint(directory, modal_state(model), model.cfg.to_dict(), save_lora, lora_shapes, metadata)
+    reason_shapes = {k: list(v.shape) for k, v in lora_state(model, REASON_DIR).items()}
+    return write_checkpoint(directory, modal_state(model), model.cfg.to_dict(), save_lora, lora_shapes, metadata,
+                            reason_shapes)
 
 
 def write_checkpoint(directory, modal: dict[str, torch.Tensor], model_config: dict, save_lora=None,
-                     lora_shapes: dict | None = None, metadata: dict | None = None) -> Path:
+                     lora_shapes: dict | None = None, metadata: dict | None = None,
+                     reason_shapes: dict | None = None) -> Path:
     """Write a checkpoint folder atomically from plain parts (see the module docstring): ``modal`` tensors,
     the ModelConfig dict they belong to, and ``save_lora(tmp_dir)`` writing adapter_config.json +
     adapter_model.safetensors in peft's format (None: no LoRA). Used by save_trainable and by the
-    official-checkpoint importer (emotion_ros.model.official), which has no model object to save."""
+    official-checkpoint importer (emotion_ros.model.official), which has no model object to save.
+    ``save_lora`` also writes the reasoning LoRA under ``reason/`` where the model has one (``reason_shapes``)."""
     directory = Path(directory).resolve()
     with atomic_dir(directory, fsync=True) as tmp:
         save_file(modal, str(tmp / MODAL_FILE), metadata={"format": FORMAT})
         if save_lora is not None:
             save_lora(tmp)
             (tmp / "README.md").unlink(missing_ok=True)  # peft's empty model card (names a local cache path)
+        (tmp / REASON_DIR / "README.md").unlink(missing_ok=True)
         files = {}
-        for p in sorted(tmp.iterdir()):
+        for p in sorted(tmp.rglob("*")):
             if p.is_file():
-                files[p.name] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
+                files[p.relative_to(tmp).as_posix()] = {"sha256": sha256_file(p), "bytes": p.stat().st_size}
         from emotion_ros import __version__
 
         meta = {
@@ -106,6 +117,7 @@ def write_checkpoint(directory, modal: dict[str, torch.Tensor], model_config: di
             "tensors": {
                 MODAL_FILE: {k: list(v.shape) for k, v in modal.items()},
                 LORA_FILE: {k: list(v) for k, v in (lora_shapes or {}).items()},
+                **({REASON_LORA_FILE: reason_shapes} if reason_shapes else {}),
             },
             "metadata": metadata or {},
         }
@@ -219,6 +231,18 @@ def load_trainable(model, directory, strict_config: bool = False) -> dict:
         _check(lora_path, lora, lora_state(model))
     elif LORA_FILE in files:
         raise CheckpointError(directory / LORA_FILE, "the checkpoint has LoRA weights but the model has no LoRA")
+    reason = None
+    if REASON_LORA_FILE in files:  # the reasoning LoRA: same rank and targets as the label LoRA
+        if lora is None:
+            raise CheckpointError(directory / REASON_LORA_FILE, "a reasoning LoRA needs the label LoRA, which "
+                                                                "this model or checkpoint lacks")
+        if REASON_LORA_CONFIG not in files:
+            raise CheckpointError(directory / REASON_LORA_CONFIG, "missing beside the reasoning LoRA weights")
+        _verify_file(directory, REASON_LORA_CONFIG, files[REASON_LORA_CONFIG])
+        _check_lora_config(directory / REASON_LORA_CONFIG, model)
+        reason_path = _verify_file(directory, REASON_LORA_FILE, files[REASON_LORA_FILE])
+        reason = _load_tensors(reason_path)
+        _check(reason_path, reason, lora)  # the label LoRA's names and shapes
 
     with torch.no_grad():
         for prefix, module in model.trainable_modules().items():
@@ -232,6 +256,16 @@ def load_trainable(model, directory, strict_config: bool = False) -> dict:
             unexpected = getattr(res, "unexpected_keys", [])
             if unexpected:
                 raise CheckpointError(directory / LORA_FILE, f"peft did not accept keys {unexpected[:5]}")
+        if reason is not None:
+            from peft import set_peft_model_state_dict
+
+            if not model.llm.has_reasoning_adapter:
+                model.llm.add_reasoning_adapter()
+            res = set_peft_model_state_dict(model.llm.model, {k: v.to(model.llm.device) for k, v in reason.items()},
+                                            adapter_name=REASON_DIR)
+            unexpected = getattr(res, "unexpected_keys", [])
+            if unexpected:
+                raise CheckpointError(directory / REASON_LORA_FILE, f"peft did not accept keys {unexpected[:5]}")
     return meta
 
 
@@ -255,9 +289,11 @@ def attach_file(directory, name: str, data: bytes) -> Path:
     directory = Path(directory)
     meta = read_config(directory)
     with atomic_dir(directory, fsync=True) as tmp:
-        for p in directory.iterdir():
-            if p.is_file() and p.name not in (name, CONFIG_FILE):
-                shutil.copy2(p, tmp / p.name)
+        for p in directory.rglob("*"):
+            rel = p.relative_to(directory).as_posix()
+            if p.is_file() and rel not in (name, CONFIG_FILE):
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(p, tmp / rel)
         (tmp / name).write_bytes(data)
         meta.setdefault("files", {})[name] = {"sha256": sha256_file(tmp / name), "bytes": len(data)}
         (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")

@@ -317,7 +317,10 @@ class EmotionLLaMA(nn.Module):
              instructions: str | Sequence[str | None] | None, targets: Sequence[str],
              reduction: str = "mean") -> torch.Tensor:
         """Teacher-forced LM loss on the target tokens only (targets: label for "emotion",
-        free text for "reason", format_think_target(...) for "think"); ``reduction`` as in EmotionLLM.loss."""
+        free text for "reason", format_think_target(...) for "think"); ``reduction`` as in EmotionLLM.loss.
+        Reasoning tasks run with the reasoning adapter where the LLM has one (EmotionLLM.adapter_for)."""
+        tasks = [task] if isinstance(task, str) else list(task)
+        self.llm.use_adapter(self.llm.adapter_for(tasks))
         return self.llm.loss(self.prompts(enc, task, labels, instructions), targets, reduction)
 
     parse_answer = staticmethod(parse_answer)

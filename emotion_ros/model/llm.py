@@ -32,7 +32,15 @@ may never contain (the prompt's template markers); no n-gram repeated inside the
 text goes inside ``<think>``, ends when the model wants to write a tag (or at the budget, or at EOS), then
 ``</think><answer>`` is forced and the answer is the label of the set scored highest conditioned on the
 reasoning (ONE tree-masked pass, as the label path scores), then ``</answer>``: every output parses and its
-answer is in the label set.
+answer is in the label set. With ``answer_prior`` (the label path's probabilities of the same window) the
+answer maximises log P(label | prompt, reasoning) + log P_label-path(label | prompt): the product of the two
+readings, so the reasoning can overturn the label path only where the label path is unsure.
+
+Adapters: the label LoRA (peft's "default") serves the label path. A checkpoint may add a second LoRA,
+``REASONING_ADAPTER`` ("reason", trained on reasoning targets only, training stage "reason"): then the
+reasoning path (``generate``, and the loss of reasoning tasks) runs with it and the label path with the
+label LoRA, switched per pass (``use_adapter``), so training the reasoning cannot cost the label path
+anything. A prefix cache is reused only by passes of the adapter that computed it.
 
 Position ids are always 0..n-1 over the sequence (masked modality slots keep their positions), in training,
 scoring and generation alike.
@@ -52,6 +60,9 @@ from torch import nn
 from emotion_ros.model.config import InferenceOptions
 from emotion_ros.model.precision import LLMPrecision, set_llm_precision
 from emotion_ros.model.prompt import format_think_target, parse_answer  # re-exported: the answer format
+
+REASONING_ADAPTER = "reason"  # the second LoRA's peft name (its folder in a checkpoint)
+LABEL_ADAPTER = "default"  # peft's name of the first LoRA
 
 __all__ = ["EmotionLLM", "Prompt", "Prefix", "format_think_target", "parse_answer", "penalise_repeats"]
 
@@ -129,6 +140,7 @@ class Prefix:
     length: int
     mask: torch.Tensor
     last_logits: torch.Tensor | None = None
+    adapter: str = LABEL_ADAPTER  # the LoRA the cache was computed with
 
     def fork(self):
         return copy.deepcopy(self.cache)
@@ -147,6 +159,7 @@ class DecodeRules:
     no_copy_ids: tuple[int, ...] = ()  # e.g. the instruction's ids: no copy_span-token span of them is repeated
     copy_span: int = 8
     think_labels: tuple[str, ...] = ()  # structured <think>..</think><answer>label</answer> over this label set
+    answer_prior: tuple[float, ...] = ()  # the label path's probabilities over think_labels (module docstring)
     do_sample: bool = False
     temperature: float = 1.0
     top_p: float = 1.0
@@ -184,6 +197,7 @@ class EmotionLLM(nn.Module):
         self.precision = LLMPrecision("float32", None, None)  # step_model None: the LLM itself
         self._head_kv: dict[tuple, object] = {}
         self._tags: torch.Tensor | None = None  # tag_tokens()
+        self._active = LABEL_ADAPTER  # the LoRA adapter the model runs with (use_adapter)
 
     # -- options --------------------------------------------------------------------------------------
     def set_options(self, options: InferenceOptions) -> None:
@@ -204,6 +218,53 @@ class EmotionLLM(nn.Module):
     @property
     def has_lora(self) -> bool:
         return hasattr(self.model, "peft_config")
+
+    @property
+    def has_reasoning_adapter(self) -> bool:
+        return self.has_lora and REASONING_ADAPTER in self.model.peft_config
+
+    @property
+    def reasoning_adapter(self) -> str:
+        """The adapter the reasoning path runs with: the reasoning LoRA where there is one."""
+        return REASONING_ADAPTER if self.has_reasoning_adapter else LABEL_ADAPTER
+
+    def add_reasoning_adapter(self) -> None:
+        """Add the reasoning LoRA (same rank and targets as the label LoRA), starting as a copy of the label
+        LoRA: the reasoning path then starts where the label path is (it already reads the modal tokens)."""
+        if not self.has_lora:
+            raise ValueError("a reasoning adapter needs the label LoRA (this LLM has lora_r 0)")
+        if self.has_reasoning_adapter:
+            raise ValueError("the LLM already has a reasoning adapter")
+        self.model.add_adapter(REASONING_ADAPTER, copy.deepcopy(self.model.peft_config[LABEL_ADAPTER]))
+        named = dict(self.model.named_parameters())
+        with torch.no_grad():
+            for n, p in named.items():
+                if f".{REASONING_ADAPTER}." in n:
+                    p.copy_(named[n.replace(f".{REASONING_ADAPTER}.", f".{LABEL_ADAPTER}.")])
+                    p.requires_grad_(False)
+        self._active = None
+        self.use_adapter(LABEL_ADAPTER)
+
+    def use_adapter(self, name: str) -> None:
+        """Run with LoRA ``name`` from now on (no-op without a reasoning adapter or when it is active already).
+        The parameters' requires_grad flags are kept (peft's set_adapter would make the active one trainable)."""
+        if self._active == name or not self.has_reasoning_adapter:
+            return
+        flags = [(p, p.requires_grad) for p in self.model.parameters()]
+        self.model.set_adapter(name)
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        self._active = name
+
+    def adapter_for(self, tasks: Sequence[str]) -> str:
+        """The adapter of a batch of tasks: the reasoning adapter for reasoning tasks, where there is one."""
+        reasoning = {t in ("reason", "think") for t in tasks}
+        if not self.has_reasoning_adapter or reasoning == {False}:
+            return LABEL_ADAPTER
+        if len(reasoning) > 1:
+            raise ValueError("this batch mixes label and reasoning tasks, which run with different LoRA "
+                             "adapters: train them in separate batches")
+        return REASONING_ADAPTER
 
     @property
     def device(self) -> torch.device:
@@ -285,7 +346,7 @@ class EmotionLLM(nn.Module):
 
     def _head_cache(self, head_ids: list[int]):
         """KV cache of a constant prompt head, computed once (a copy is handed out per use)."""
-        key = tuple(head_ids)
+        key = (self._active, *head_ids)
         if key not in self._head_kv:
             mask = torch.ones(1, len(head_ids), dtype=torch.long, device=self.device)
             _, self._head_kv[key] = self._pass(self.embed_ids(head_ids).unsqueeze(0), mask,
@@ -293,8 +354,10 @@ class EmotionLLM(nn.Module):
         return copy.deepcopy(self._head_kv[key])
 
     @torch.no_grad()
-    def prefill(self, prompt: Prompt) -> Prefix:
-        """The prefix cache of [head | body] (with prefix_kv the head's cache is reused across windows)."""
+    def prefill(self, prompt: Prompt, adapter: str = LABEL_ADAPTER) -> Prefix:
+        """The prefix cache of [head | body] under LoRA ``adapter`` (with prefix_kv the head's cache is reused
+        across windows)."""
+        self.use_adapter(adapter)
         dev = self.device
         nh = len(prompt.head_ids)
         mask = torch.cat([torch.ones(nh, device=dev), prompt.body_mask.to(dev)]).long().unsqueeze(0)
@@ -305,7 +368,8 @@ class EmotionLLM(nn.Module):
         else:
             emb = torch.cat([self.embed_ids(prompt.head_ids), prompt.body.to(dev, self.dtype)]).unsqueeze(0)
             logits, cache = self._pass(emb, mask, self._positions(0, mask.shape[1]), keep=keep)
-        return Prefix(cache, mask.shape[1], mask, None if logits is None else logits[-1])
+        return Prefix(cache, mask.shape[1], mask, None if logits is None else logits[-1],
+                      adapter if self.has_reasoning_adapter else LABEL_ADAPTER)
 
     def _tail(self, prefix: Prefix, tail_ids: list[int]):
         """(logits after the last prompt token [V], cache of the whole prompt, its mask [1, P])."""
@@ -325,6 +389,7 @@ class EmotionLLM(nn.Module):
         if len(labels) == 0:
             raise ValueError("empty label set")
         seqs = [self.target_ids(lab) for lab in labels]
+        self.use_adapter(LABEL_ADAPTER)
         method = self.options.label_scoring
         if method == "per_label":
             return torch.softmax(self._score_per_label(prompt, seqs), 0), None
@@ -420,16 +485,24 @@ class EmotionLLM(nn.Module):
         """Text deltas token by token; each ``next()`` is one model step (the prompt pass yields ''). ``rules``
         (or DecodeRules fields as keywords) bound the text (module docstring). Stops at EOS, after
         ``max_new_tokens``, or once the text contains a ``stop`` string (the text then ends with it).
-        ``prefix``: the window's prefix from ``score_labels``."""
+        ``prefix``: the window's prefix from ``score_labels`` (recomputed when the reasoning adapter differs).
+        The reasoning adapter is made active again before every step (a label pass may run in between)."""
         rules = replace(rules or DecodeRules(), **overrides)
+        adapter = self.reasoning_adapter
+        if rules.answer_prior and len(rules.answer_prior) != len(rules.think_labels):
+            raise ValueError("answer_prior needs one probability per think label")
         gen = None
         if rules.do_sample:
             gen = torch.Generator(device="cpu")
             gen.manual_seed(0 if rules.seed is None else int(rules.seed))
-        logits, cache, mask = self._tail(prefix or self.prefill(prompt), prompt.tail_ids)
+        if prefix is None or prefix.adapter != adapter:
+            prefix = self.prefill(prompt, adapter)
+        self.use_adapter(adapter)
+        logits, cache, mask = self._tail(prefix, prompt.tail_ids)
         yield ""
         think = bool(rules.think_labels)
         if think:
+            self.use_adapter(adapter)
             logits, cache, mask = self._force(self.text_ids(THINK_OPEN), cache, mask)
             yield THINK_OPEN
         ids: list[int] = []
@@ -437,6 +510,7 @@ class EmotionLLM(nn.Module):
         blocks = _NgramBlocks(rules)
         pending = False  # the last id is not in the cache yet (the loop ended right after choosing it)
         for step in range(rules.max_new_tokens):
+            self.use_adapter(adapter)
             if self.banned_ids:
                 logits[self.banned_ids] = float("-inf")
             early = step < rules.min_new_tokens
@@ -464,10 +538,11 @@ class EmotionLLM(nn.Module):
         if rest:
             yield rest
         if think:
+            self.use_adapter(adapter)
             if pending:
                 mask = torch.cat([mask, torch.ones(1, 1, dtype=mask.dtype, device=self.device)], dim=1)
                 _, cache = self._step(ids[-1], mask, mask.shape[1] - 1, cache)
-            yield THINK_CLOSE + self._think_answer(cache, mask, rules.think_labels) + ANSWER_CLOSE
+            yield THINK_CLOSE + self._think_answer(cache, mask, rules.think_labels, rules.answer_prior) + ANSWER_CLOSE
 
     def _force(self, ids: list[int], cache, mask):
         """Append ``ids`` (text the format prescribes) in one pass: (logits after them, cache, mask)."""
@@ -477,9 +552,10 @@ class EmotionLLM(nn.Module):
                                    self._positions(mask.shape[1] - len(ids), len(ids)), cache=cache, keep=1)
         return logits[-1], cache, mask
 
-    def _think_answer(self, cache, mask, labels: Sequence[str]) -> str:
+    def _think_answer(self, cache, mask, labels: Sequence[str], prior: Sequence[float] = ()) -> str:
         """The label scored highest after [prompt | <think>reasoning] + ``</think><answer>``: each label's
-        tokens + ``</answer>`` + EOS, the whole set in one tree-masked pass (batched past a sliding window)."""
+        tokens + ``</answer>`` + EOS, the whole set in one tree-masked pass (batched past a sliding window);
+        with ``prior`` (the label path's probabilities) plus its log (module docstring)."""
         _cast_cache(cache, self.dtype)
         prefix = Prefix(cache, mask.shape[1], mask)
         close = self.text_ids(THINK_CLOSE)
@@ -489,6 +565,9 @@ class EmotionLLM(nn.Module):
             scores = self._score_tree(prefix, close, seqs)
         else:
             scores = self._score_batched(prefix, close, seqs)
+        if prior:
+            p = torch.as_tensor(prior, dtype=torch.float32, device=scores.device).clamp_min(1e-12)
+            scores = torch.log_softmax(scores.float(), 0) + torch.log(p / p.sum())
         return labels[int(torch.argmax(scores))]
 
     def tag_tokens(self) -> torch.Tensor:
@@ -569,7 +648,11 @@ class EmotionLLM(nn.Module):
 
     # -- deployment -----------------------------------------------------------------------------------
     def merge_lora(self) -> None:
-        """Fold LoRA into the base weights (peft merge_and_unload) for deployment; no-op without LoRA."""
+        """Fold LoRA into the base weights (peft merge_and_unload) for deployment; no-op without LoRA. With a
+        reasoning adapter the two LoRAs cannot both be folded into one set of weights: refused."""
+        if self.has_reasoning_adapter:
+            raise ValueError("the LLM has a reasoning adapter beside the label LoRA: they stay unmerged "
+                             "(use_adapter switches them)")
         if self.has_lora:
             self.model = self.model.merge_and_unload()
             self._head_kv.clear()

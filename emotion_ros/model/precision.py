@@ -19,6 +19,7 @@ as migrating to ``torchao``; its eager fbgemm/onednn kernels are the ones that r
 """
 from __future__ import annotations
 
+import copy
 import warnings
 from dataclasses import dataclass
 
@@ -46,17 +47,21 @@ def set_llm_precision(llm, precision: str) -> LLMPrecision:
     if llm.device.type != "cpu":
         raise ValueError(f"llm_precision mixed uses PyTorch's CPU int8 kernels; the LLM is on {llm.device}: "
                          "use float16 or bfloat16 there")
-    llm.merge_lora()
-    step = int8_copy(llm.model)
+    if llm.has_reasoning_adapter:  # decode steps are the reasoning path's: its LoRA folded into the int8 copy
+        step = int8_copy(llm.model, merge_adapter=llm.reasoning_adapter)
+    else:
+        llm.merge_lora()
+        step = int8_copy(llm.model)
     llm.model.to(torch.bfloat16)
     return LLMPrecision("mixed", step, torch.float32)
 
 
-def int8_copy(model: nn.Module) -> nn.Module:
+def int8_copy(model: nn.Module, merge_adapter: str | None = None) -> nn.Module:
     """A copy of ``model`` with every nn.Linear dynamically quantised to int8 (per-channel weights).
 
     The copy shares the original's input embedding module (the caller feeds it ``inputs_embeds``), so only
-    the linear layers are duplicated."""
+    the linear layers are duplicated. ``merge_adapter``: ``model`` is a peft model and the copy carries that
+    LoRA adapter folded in (the original keeps all its adapters, unmerged)."""
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     if torch.backends.quantized.engine not in ("fbgemm", "x86", "onednn", "qnnpack"):
@@ -67,8 +72,14 @@ def int8_copy(model: nn.Module) -> nn.Module:
     try:
         with warnings.catch_warnings():  # deprecation notices of torch.ao (see module docstring)
             warnings.simplefilter("ignore")
-            step = quantize_dynamic(model, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8,
-                                    inplace=False)
+            if merge_adapter is None:
+                src, inplace = model, False
+            else:
+                src, inplace = copy.deepcopy(model), True
+                src.set_adapter(merge_adapter)
+                src = src.merge_and_unload()
+            step = quantize_dynamic(src, {nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8,
+                                    inplace=inplace)
     finally:
         model.set_input_embeddings(embeddings)
     step.set_input_embeddings(embeddings)
