@@ -2,7 +2,8 @@
 # Reproduce the shipped nano adapters (models/nano/adapters): synthetic data -> feature cache ->
 # Stage 1 (perception) -> Stage 2 (cognition) -> reasoning adapter -> fp16 export -> held-out evaluation ->
 # calibration.
-# This is the exact command sequence that produced the shipped weights (see models/nano/adapters/TRAINING.md).
+# The shipped weights were produced by this sequence without the reasoning-adapter step, which was added
+# after them and has not been run for them yet (see models/nano/adapters/TRAINING.md, "Reasoning").
 #
 #   scripts/train_nano.sh [WORK_DIR]        # default WORK_DIR=/tmp/nano_train
 #
