@@ -55,10 +55,7 @@ Faults
     from it. Items of the old epoch still in flight right after the jump are dropped
     ("stamp_before_clock_jump") instead of causing a second reset.
   gaps: no window is cut across a hole (see above); fixed windows with no data at all are skipped in
-    O(1) however long the gap is, and after such a skip the grid goes on as at a stream's start: at the
-    first grid point >= (first stamp after the hole - lateness_s), so the windows that would straddle the
-    hole's end (part empty, e.g. the first one after a bag's clock jumps forward) are skipped too (counted
-    with them; their data is in the next windows).
+    O(1) however long the gap is.
   small jump back (between lateness_s and max_jump_back_s): items are dropped as out of order until
     the stream's time passes its previous newest again (counted; no reset for a mere hiccup).
   one stream on another clock (e.g. wall time vs sim time): it looks dead to the others, so windows
@@ -600,8 +597,8 @@ class Windower:
             first = self._first_data_at_or_after(s)
             if first is None:
                 break
-            if first >= e:  # a hole of at least one window: the grid restarts as at the stream's start
-                k = -(-(first - self._late - s) // self._hop)
+            if first >= e:
+                k = (first - e) // self._hop + 1
                 self.counter.event("windows_skipped_no_data", int(k))
                 self._fixed_next = s + k * self._hop
                 continue
